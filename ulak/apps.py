@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class UlakConfig(AppConfig):
+    name = "ulak"
+    verbose_name = "Ulak webhooks"
+    default_auto_field = "django.db.models.BigAutoField"
