@@ -1,0 +1,211 @@
+"""The ``ulak`` command (contract §7).
+
+``ulak serve`` runs migrations, the API server and one delivery worker; ``ulak api`` and
+``ulak worker`` run the parts alone. Any other subcommand is the Django management
+command of that name with Ulak's settings (``ulak migrate``, ``ulak shell -c ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+FIRST_SUPERUSER = "admin"
+
+USAGE = """usage: ulak <command> [options]
+
+commands:
+  serve     migrations, the API server and a delivery worker, on one machine
+  api       the API server alone (--host, --port, --workers)
+  worker    a delivery worker alone
+  token     create or revoke API tokens (ulak token create --username U [--superuser])
+  events    list or retry events (ulak events list --undelivered)
+  purge     delete old delivered events (ulak purge --older-than DAYS)
+  demo      a live demonstration with local receivers
+  <other>   any Django management command with Ulak's settings (migrate, shell, ...)
+"""
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ulak.server.settings")
+    import django
+
+    django.setup()
+
+
+def run_django_command(argv: Sequence[str]) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ulak.server.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(["ulak", *argv])
+
+
+def say(message: str) -> None:
+    """Print and flush at once: the output may go to a file that someone is reading."""
+    print(message, flush=True)
+
+
+def migrate() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+def ensure_first_superuser() -> tuple[str, str] | None:
+    """Create the first superuser and its token once; return (token, password) the first time."""
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+
+    from ulak.models import ApiToken
+
+    User = get_user_model()
+    with transaction.atomic():
+        if User.objects.filter(is_superuser=True).exists():
+            return None
+        password = secrets.token_urlsafe(12)
+        user = User.objects.create_superuser(username=FIRST_SUPERUSER, password=password)
+        return ApiToken.create_for(user), password
+
+
+def api_command(host: str, port: int, workers: int, threads: int) -> list[str]:
+    """The gunicorn command line for the API (a real server, not runserver)."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "ulak.server.wsgi:application",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--worker-class",
+        "gthread" if threads > 1 else "sync",
+        "--graceful-timeout",
+        "10",
+        "--log-level",
+        "warning",
+    ]
+
+
+def parse_server_options(argv: Sequence[str], name: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"ulak {name}")
+    parser.add_argument("--host", default=os.environ.get("ULAK_HOST", DEFAULT_HOST))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("ULAK_PORT", DEFAULT_PORT)))
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("ULAK_API_WORKERS", 2)),
+        help="API processes (default 2)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("ULAK_API_THREADS", 4)),
+        help="threads per API process (default 4)",
+    )
+    return parser.parse_args(list(argv))
+
+
+def serve_api(argv: Sequence[str]) -> int:
+    options = parse_server_options(argv, "api")
+    setup_django()
+    migrate()
+    say(f"Ulak API on http://{options.host}:{options.port}/")
+    command = api_command(options.host, options.port, options.workers, options.threads)
+    os.execv(command[0], command)
+    return 0  # not reached
+
+
+def serve_all(argv: Sequence[str]) -> int:
+    """API + worker as child processes; Ctrl-C or SIGTERM stops both cleanly."""
+    options = parse_server_options(argv, "serve")
+    setup_django()
+    from django.conf import settings
+
+    migrate()
+    first = ensure_first_superuser()
+    base = f"http://{options.host}:{options.port}"
+    database = settings.DATABASES["default"]
+    where = database["NAME"] if database["ENGINE"].endswith("sqlite3") else "PostgreSQL"
+    say("Ulak is starting")
+    say(f"  API:            {base}/api/v1/oms/settings/undelivered_webhooks/")
+    say(f"  API docs:       {base}/api/docs/")
+    say(f"  Admin:          {base}/admin/")
+    say(f"  Data:           {where}")
+    if first is not None:
+        token, password = first
+        say(f"  Admin login:    {FIRST_SUPERUSER} / {password}")
+        say(f"Token: {token}")
+    else:
+        say(
+            "  Token:          printed the first time; make another with `ulak token create --username admin`"
+        )
+    say(
+        f'  Try:            curl -H "Authorization: Token <token>" {base}/api/v1/oms/settings/undelivered_webhooks/'
+    )
+
+    children = [
+        subprocess.Popen(api_command(options.host, options.port, options.workers, options.threads)),
+        subprocess.Popen([sys.executable, "-m", "ulak.cli", "worker"]),
+    ]
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    status = 0
+    while not stopping:
+        for child in children:
+            code = child.poll()
+            if code is not None:
+                logger.error("a child process (pid %s) stopped with status %s", child.pid, code)
+                status = code or 1
+                stopping = True
+        time.sleep(0.2)
+    say("Ulak is stopping")
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    for child in children:
+        try:
+            child.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    say("Ulak stopped")
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(USAGE, end="")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "serve":
+        return serve_all(rest)
+    if command == "api":
+        return serve_api(rest)
+    run_django_command(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
