@@ -67,7 +67,7 @@ def test_token_revoke_of_unknown_user_is_a_clear_error(subprocess_env):
 def test_other_subcommands_are_django_management_commands(subprocess_env):
     result = run_ulak(["shell", "-c", "import ulak; print('ulak', ulak.__version__)"], subprocess_env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().startswith("ulak 0.")
+    assert result.stdout.strip().splitlines()[-1].startswith("ulak 0.")
     unknown = run_ulak(["no-such-command"], subprocess_env)
     assert unknown.returncode != 0
     assert "Unknown command" in unknown.stderr
