@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from rest_framework import status
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, ParseError
 from rest_framework.views import exception_handler
 
 
@@ -27,6 +27,9 @@ EVENT_IN_RETRY_PROCESS = ("event_100_6", "Event is still in retry process")
 
 
 def handle_exception(exc, context):
+    if isinstance(exc, RecursionError):
+        # Only input nested absurdly deep gets here (json.loads of "[[[[..."): bad input, a 400.
+        exc = ParseError("JSON parse error - the document is nested too deeply.")
     response = exception_handler(exc, context)
     if response is not None and isinstance(exc, CodedError):
         response.data = {"code": exc.error_code, "en": exc.message}
