@@ -15,6 +15,13 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    """A fast password hasher: the default one costs a third of a second per test user."""
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip ``postgres_only`` tests on SQLite, saying why."""
     from django.conf import settings

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
-from rest_framework.response import Response
+from drf_spectacular.utils import extend_schema
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.views import APIView
 
+from ulak.metrics import render_metrics
 from ulak.models import WorkerHeartbeat
 
 # A worker that has not written its heartbeat for this long is counted as gone.
@@ -30,8 +33,23 @@ def healthz(request):
     return JsonResponse({"status": "ok", "database": "ok", "workers": workers})
 
 
-class MetricsView(APIView):
-    """Placeholder until the metrics issue lands."""
+class PrometheusRenderer(BaseRenderer):
+    media_type = "text/plain"
+    format = "txt"
+    charset = "utf-8"
 
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data if isinstance(data, str) else json.dumps(data)
+
+
+class MetricsView(APIView):
+    """Prometheus metrics of every worker and of the queue (token required, contract §2)."""
+
+    # Scrapers ask for text/plain; errors (401) are rendered as JSON text in the same type.
+    renderer_classes = [PrometheusRenderer, JSONRenderer]
+
+    @extend_schema(responses={(200, "text/plain"): str})
     def get(self, request):
-        return Response({"detail": "Metrics are not available yet."}, status=501)
+        return HttpResponse(
+            render_metrics(), content_type="text/plain; version=0.0.4; charset=utf-8"
+        )
