@@ -7,3 +7,6 @@ class UlakConfig(AppConfig):
     name = "ulak"
     verbose_name = "Ulak webhooks"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from ulak import checks  # noqa: F401  (registers the system checks)

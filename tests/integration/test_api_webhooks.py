@@ -448,7 +448,9 @@ def test_config_accepts_known_keys_and_routing_attributes(user_client):
     }
     response = create(user_client, config=config)
     assert response.status_code == 201
-    assert response.json()["config"] == config
+    shown = {**config, "auth": {**config["auth"], "password": "****"}}
+    assert response.json()["config"] == shown
+    assert Webhook.objects.get(id=response.json()["id"]).config == config
     basic = {"auth": {"auth_type": "basic", "username": "u", "password": ""}}
     assert create(user_client, config=basic, target_url="http://127.0.0.1/b").status_code == 201
 
@@ -618,3 +620,29 @@ def test_whisperer_paths_serve_the_same_webhooks(user_client):
     assert user_client.get(f"{WEBHOOKS}{webhook_id}/").status_code == 200
     assert user_client.delete(f"/whisperer/hooks/{webhook_id}/").status_code == 204
     assert Webhook.objects.get(id=webhook_id).is_active is False
+
+
+@pytest.mark.django_db
+def test_auth_password_is_masked_and_kept_when_sent_back(admin_client_api):
+    from ulak.models import Webhook
+
+    body = {
+        "retry_countdown_config": {"choice": "fixed", "kwargs": {"seconds": 5}},
+        "target_url": "https://erp.example.com/hooks",
+        "event_type": "package.created",
+        "config": {"auth": {"auth_type": "basic", "username": "erp", "password": "s3cret-pw"}},
+    }
+    created = admin_client_api.post("/api/v1/oms/settings/webhooks/", body, format="json")
+    assert created.status_code == 201, created.json()
+    assert created.json()["config"]["auth"] == {
+        "auth_type": "basic",
+        "username": "erp",
+        "password": "****",
+    }
+    assert "s3cret-pw" not in created.content.decode()
+
+    hook_id = created.json()["id"]
+    read = admin_client_api.get(f"/api/v1/oms/settings/webhooks/{hook_id}/").json()
+    updated = admin_client_api.put(f"/api/v1/oms/settings/webhooks/{hook_id}/", read, format="json")
+    assert updated.status_code == 200, updated.json()
+    assert Webhook.objects.get(id=hook_id).config["auth"]["password"] == "s3cret-pw"

@@ -133,6 +133,10 @@ class UlakModelSerializer(serializers.ModelSerializer):
     }
 
 
+# What a stored ``config.auth.password`` looks like in responses.
+MASKED_PASSWORD = "****"
+
+
 def _validate_auth(auth: Any) -> Any:
     """``config.auth`` (contract §3): basic, or token with the URL the token comes from."""
     if not isinstance(auth, Mapping):
@@ -297,7 +301,16 @@ class WebhookSerializer(UlakModelSerializer):
                 errors["auth"] = auth_errors
         if errors:
             raise serializers.ValidationError(errors)
-        return dict(value)
+        value = dict(value)
+        stored_auth = (self.instance.config or {}).get("auth") if self.instance else None
+        if (
+            isinstance(value.get("auth"), Mapping)
+            and value["auth"].get("password") == MASKED_PASSWORD
+            and isinstance(stored_auth, Mapping)
+        ):
+            # The client sent back what it read: keep the real password, not its mask.
+            value["auth"] = {**value["auth"], "password": stored_auth.get("password")}
+        return value
 
     def to_representation(self, instance: Webhook) -> dict[str, Any]:
         data = super().to_representation(instance)
@@ -306,6 +319,10 @@ class WebhookSerializer(UlakModelSerializer):
             data["secret_key"] = secret  # shown once, in the answer to the request that made it
         else:
             data["secret_key"] = mask_secret(secret)
+        auth = (data.get("config") or {}).get("auth")
+        if isinstance(auth, Mapping) and auth.get("password"):
+            # Target credentials are as secret as the signing key: never shown back.
+            data["config"] = {**data["config"], "auth": {**auth, "password": MASKED_PASSWORD}}
         return data
 
 
