@@ -1,0 +1,1 @@
+"""The event type the peer benchmark publishes (found by whisperer's autodiscovery)."""
