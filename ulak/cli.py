@@ -58,8 +58,15 @@ def say(message: str) -> None:
 
 def migrate() -> None:
     from django.core.management import call_command
+    from django.db import connection
 
     call_command("migrate", interactive=False, verbosity=0)
+    if connection.vendor == "sqlite":
+        # SQLite has no statistics until ANALYZE runs; without them it picks the plain
+        # webhook index over the partial undelivered one. A bounded sample keeps it fast.
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA analysis_limit=1000")
+            cursor.execute("ANALYZE")
 
 
 def ensure_first_superuser() -> tuple[str, str] | None:

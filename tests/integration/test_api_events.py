@@ -264,3 +264,19 @@ def test_page_size_is_clamped_at_1000(user, user_client):
     assert "page=2" in body["next"]
     # The default page is 20.
     assert len(user_client.get(UNDELIVERED).json()["results"]) == 20
+
+
+@pytest.mark.django_db
+def test_deep_pages_skip_over_ids_only_and_keep_the_order(user, user_client):
+    hook = make_webhook(user)
+    made = [make_event(hook).id for _ in range(7)]
+    url = "/api/v1/oms/settings/undelivered_webhooks/?page_size=2&page=3&ordering=id"
+    with CaptureQueriesContext(connection) as queries:
+        response = user_client.get(url)
+    assert response.status_code == 200
+    assert [row["id"] for row in response.json()["results"]] == sorted(made)[4:6]
+    offset_queries = [q["sql"] for q in queries if "OFFSET" in q["sql"].upper()]
+    # The OFFSET walks ids alone; the page's rows (and their webhooks) are loaded by id.
+    assert len(offset_queries) == 1
+    select_list = offset_queries[0].upper().split(" FROM ")[0]
+    assert "REQUEST_PAYLOAD" not in select_list and "TARGET_URL" not in select_list
