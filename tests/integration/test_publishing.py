@@ -1,0 +1,478 @@
+"""ulak.publish / publish_many / deliver_event: rows in the caller's transaction, on both databases."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+import threading
+import uuid
+
+import psycopg
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
+from django.db import close_old_connections, connection, transaction
+from django.db.models import Count
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from rest_framework import serializers
+
+import ulak
+from ulak import events, publishing
+from ulak.models import Webhook, WebhookEvent
+
+RETRY = {"choice": "fixed", "kwargs": {"seconds": 5}}
+
+
+def make_webhook(event_type="package.created", *, config=None, is_active=True, name=None):
+    return Webhook.objects.create(
+        retry_countdown_config=RETRY,
+        target_url=f"https://{name or uuid.uuid4().hex[:12]}.example.com/hook",
+        event_type=event_type,
+        config=config or {},
+        is_active=is_active,
+    )
+
+
+def expected_body(event: WebhookEvent, event_type: str, payload) -> str:
+    return json.dumps(
+        {"event": {"type": event_type, "uuid": event.uuid.hex}, "payload": payload},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+class Boom(Exception):
+    pass
+
+
+# --- what a published event looks like ---------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_publish_creates_one_due_event_per_active_webhook_with_the_body_frozen():
+    first, second = make_webhook(), make_webhook()
+    make_webhook(is_active=False)
+    make_webhook("package.status.shipped")
+    before = timezone.now()
+
+    created = ulak.publish("package.created", {"id": 42, "status": "created"})
+
+    assert sorted(event.webhook_id for event in created) == sorted([first.id, second.id])
+    assert WebhookEvent.objects.count() == 2
+    for event in created:
+        stored = WebhookEvent.objects.get(pk=event.pk)
+        assert stored.uuid == event.uuid
+        assert stored.request_payload == expected_body(
+            event, "package.created", {"id": 42, "status": "created"}
+        )
+        body = json.loads(stored.request_payload)
+        assert body["event"]["uuid"] == stored.uuid.hex and len(body["event"]["uuid"]) == 32
+        assert before <= stored.next_attempt_at <= timezone.now()  # due at once
+        assert stored.delivered is False and stored.retry_count == 0
+        assert stored.request_datetimes == [] and stored.is_exhausted is False
+        assert stored.object_id is None and stored.content_type_id is None
+    assert created[0].uuid != created[1].uuid
+
+
+@pytest.mark.django_db
+def test_inactive_webhooks_and_other_event_types_get_nothing():
+    make_webhook(is_active=False)
+    make_webhook("package.status.shipped")
+    assert ulak.publish("package.created", {"id": 1}) == []
+    assert WebhookEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_config_filter_keeps_the_webhooks_whose_config_has_every_key_equal():
+    web = make_webhook(config={"channel": "web", "country": "TR"})
+    web_de = make_webhook(config={"channel": "web", "country": "DE"})
+    store = make_webhook(config={"channel": "store", "country": "TR"})
+    bare = make_webhook(config={})
+    flag = make_webhook(config={"priority": True})
+
+    def targets(config_filter):
+        return {
+            e.webhook_id for e in ulak.publish("package.created", {}, config_filter=config_filter)
+        }
+
+    assert targets(None) == {web.id, web_de.id, store.id, bare.id, flag.id}
+    assert targets({}) == {web.id, web_de.id, store.id, bare.id, flag.id}
+    assert targets({"channel": "web"}) == {web.id, web_de.id}
+    assert targets({"channel": "web", "country": "TR"}) == {web.id}
+    assert targets({"channel": "marketplace"}) == set()
+    # JSON equality: true is not 1, "TR" is not ["TR"].
+    assert targets({"priority": True}) == {flag.id}
+    assert targets({"priority": 1}) == set()
+    assert targets({"country": ["TR"]}) == set()
+
+
+@pytest.mark.django_db
+def test_publish_many_makes_one_webhook_lookup_and_one_insert_for_the_batch():
+    hooks = [make_webhook(), make_webhook()]
+    shipped = make_webhook("package.status.shipped")
+    batch = [
+        {"event_type": "package.created", "payload": {"n": 0}},
+        publishing.Publication("package.status.shipped", {"n": 1}),
+        {"event_type": "package.created", "payload": {"n": 2}, "object_id": 9},
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        created = ulak.publish_many(batch)
+
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert len([s for s in statements if s.startswith("INSERT")]) == 1
+    assert len([s for s in statements if "ulak_webhook" in s and s.startswith("SELECT")]) == 1
+    # In the order of the events, and of the webhooks' ids within one event.
+    assert [(e.webhook_id, json.loads(e.request_payload)["payload"]["n"]) for e in created] == [
+        (hooks[0].id, 0),
+        (hooks[1].id, 0),
+        (shipped.id, 1),
+        (hooks[0].id, 2),
+        (hooks[1].id, 2),
+    ]
+    assert [e.object_id for e in created] == [None, None, None, 9, 9]
+    assert WebhookEvent.objects.count() == 5
+    assert len({e.uuid for e in created}) == 5
+    assert all(e.pk for e in created)
+
+
+# --- transactions ----------------------------------------------------------------------
+
+
+def count_from_another_connection() -> int:
+    """Count events through a new connection (another thread), as a worker would see them."""
+    result = []
+
+    def count():
+        try:
+            result.append(WebhookEvent.objects.count())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=count)
+    thread.start()
+    thread.join(10)
+    return result[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_are_visible_only_after_the_callers_transaction_commits():
+    make_webhook()
+    with transaction.atomic():
+        created = ulak.publish("package.created", {"id": 1})
+        assert len(created) == 1
+        assert WebhookEvent.objects.count() == 1  # the caller sees its own rows
+        assert count_from_another_connection() == 0  # nobody else does before commit
+    assert count_from_another_connection() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_outer_rollback_leaves_nothing():
+    make_webhook()
+    with pytest.raises(Boom), transaction.atomic():
+        ulak.publish("package.created", {"id": 1})
+        with transaction.atomic():  # an inner block that succeeds
+            ulak.publish("package.created", {"id": 2})
+        raise Boom
+    assert WebhookEvent.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_inner_rollback_removes_only_the_inner_events():
+    make_webhook()
+    with transaction.atomic():
+        ulak.publish("package.created", {"id": "outer"})
+        with pytest.raises(Boom), transaction.atomic():
+            ulak.publish("package.created", {"id": "inner"})
+            raise Boom
+        ulak.publish("package.created", {"id": "after"})
+    payloads = [
+        json.loads(e.request_payload)["payload"]["id"] for e in WebhookEvent.objects.order_by("id")
+    ]
+    assert payloads == ["outer", "after"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_publishing_outside_a_transaction_commits_at_once():
+    make_webhook()
+    ulak.publish("package.created", {"id": 1})
+    assert count_from_another_connection() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_invalid_batch_writes_nothing_and_leaves_the_callers_transaction_usable():
+    make_webhook()
+    with transaction.atomic():
+        ulak.publish("package.created", {"id": "kept"})
+        with pytest.raises(publishing.InvalidEvent) as raised:
+            ulak.publish_many(
+                [
+                    {"event_type": "package.created", "payload": {"id": "good"}},
+                    {"event_type": "package.teleported", "payload": {}},
+                ]
+            )
+        assert raised.value.errors == {
+            1: {"event_type": ["Unknown event type 'package.teleported'."]}
+        }
+    assert [json.loads(e.request_payload)["payload"]["id"] for e in WebhookEvent.objects.all()] == [
+        "kept"
+    ]
+
+
+def listen_connection():
+    settings = connection.settings_dict
+    listener = psycopg.connect(
+        dbname=settings["NAME"],
+        user=settings["USER"] or None,
+        password=settings["PASSWORD"] or None,
+        host=settings["HOST"] or None,
+        port=settings["PORT"] or None,
+        autocommit=True,
+    )
+    listener.execute(f"LISTEN {publishing.WAKEUP_CHANNEL}")
+    return listener
+
+
+def received(listener, wait: float) -> list[str]:
+    return [n.channel for n in listener.notifies(timeout=wait)]
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_workers_are_notified_on_commit_only():
+    assert publishing.WAKEUP_CHANNEL == "ulak_events"
+    make_webhook()
+    listener = listen_connection()
+    try:
+        with transaction.atomic():
+            ulak.publish("package.created", {"id": 1})
+            ulak.publish("package.created", {"id": 2})
+            assert received(listener, 0.3) == []  # not before commit
+        # Once for the transaction (PostgreSQL folds identical notifications).
+        assert received(listener, 2) == ["ulak_events"]
+
+        with pytest.raises(Boom), transaction.atomic():
+            ulak.publish("package.created", {"id": 3})
+            raise Boom
+        assert received(listener, 0.5) == []  # a rollback wakes nobody
+
+        with transaction.atomic():
+            with pytest.raises(Boom), transaction.atomic():
+                ulak.publish("package.created", {"id": 4})
+                raise Boom
+        assert received(listener, 0.5) == []  # nor does a rolled-back savepoint
+    finally:
+        listener.close()
+
+
+# --- payload fidelity -------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_decimals_datetimes_uuids_and_turkish_text_survive_unchanged():
+    make_webhook()
+    moment = datetime.datetime(2024, 3, 1, 12, 34, 56, 789012, tzinfo=datetime.UTC)
+    istanbul = datetime.datetime(
+        2024, 3, 1, 15, 34, 56, 789012, tzinfo=datetime.timezone(datetime.timedelta(hours=3))
+    )
+    key = uuid.UUID("6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b")
+    payload = {
+        "price": decimal.Decimal("1299.90"),
+        "tiny": decimal.Decimal("0.000000000000000001"),
+        "shipped_at": moment,
+        "local_time": istanbul,
+        "day": datetime.date(2024, 2, 29),
+        "slot": datetime.time(9, 30, 0, 123456),
+        "reference": key,
+        "city": "İstanbul",
+        "note": "Işık ağır şişe, çok güzel ürün; ÖĞÜŞ",
+        "emoji": "📦",
+    }
+    (event,) = ulak.publish("package.created", payload)
+    text = WebhookEvent.objects.get(pk=event.pk).request_payload
+
+    assert "İstanbul" in text and "Işık ağır şişe, çok güzel ürün; ÖĞÜŞ" in text and "📦" in text
+    assert "\\u" not in text  # readable UTF-8, not escaped
+    sent = json.loads(text)["payload"]
+    assert decimal.Decimal(sent["price"]) == payload["price"] and sent["price"] == "1299.90"
+    assert decimal.Decimal(sent["tiny"]) == payload["tiny"]
+    assert datetime.datetime.fromisoformat(sent["shipped_at"]) == moment
+    assert sent["shipped_at"] == "2024-03-01T12:34:56.789012Z"
+    assert datetime.datetime.fromisoformat(sent["local_time"]) == istanbul
+    assert sent["local_time"] == "2024-03-01T15:34:56.789012+03:00"
+    assert sent["day"] == "2024-02-29"
+    assert sent["slot"] == "09:30:00.123456"
+    assert uuid.UUID(sent["reference"]) == key
+    assert sent["city"] == "İstanbul"
+    # Compact JSON: the bytes a receiver gets are the stored text.
+    assert ", " not in text.split('"note"')[0] and ": " not in text.split('"note"')[0]
+
+
+@pytest.mark.django_db
+def test_payload_errors_name_the_problem_and_write_nothing():
+    make_webhook()
+    with pytest.raises(publishing.InvalidEvent, match="Unknown event type 'nope'"):
+        ulak.publish("nope", {})
+    with pytest.raises(publishing.InvalidEvent, match="Not JSON serialisable"):
+        ulak.publish("package.created", {"thing": object()})
+    with pytest.raises(publishing.InvalidEvent, match="A payload or an instance is required"):
+        ulak.publish("package.created")
+    with pytest.raises(publishing.InvalidEvent, match="Unknown content type 'oms.nothing'"):
+        ulak.publish("package.created", {}, content_type="oms.nothing")
+    with pytest.raises(publishing.InvalidEvent, match="object_id"):
+        ulak.publish("package.created", {}, object_id=-1)
+    with override_settings(ULAK_MAX_PAYLOAD_BYTES=100):
+        with pytest.raises(publishing.PayloadTooLarge, match="over the limit of 100 bytes"):
+            ulak.publish("package.created", {"text": "ş" * 60})  # 120 bytes as UTF-8
+        ulak.publish("package.created", {"text": "s" * 80})  # under the limit: fine
+    assert WebhookEvent.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_content_type_by_model_instance_id_or_natural_key():
+    make_webhook()
+    group_type = ContentType.objects.get_for_model(Group)
+    for value in (Group, group_type, group_type.id, "auth.group", "auth.Group"):
+        (event,) = ulak.publish("package.created", {}, object_id=5, content_type=value)
+        stored = WebhookEvent.objects.get(pk=event.pk)
+        assert (stored.content_type_id, stored.object_id) == (group_type.id, 5), value
+
+
+# --- instances, serializers, deliver_event ------------------------------------------------
+
+
+class GroupSerializer(serializers.ModelSerializer):
+    permission_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Group
+        fields = ["id", "name", "permission_count"]
+
+
+class GroupChanged(events.Event):
+    event_type = "test.group.changed"
+    serializer_class = GroupSerializer
+    # The serializer's permission_count exists only on rows loaded through this queryset.
+    queryset = Group.objects.annotate(permission_count=Count("permissions"))
+
+
+class GroupArchived(events.Event):
+    event_type = "test.group.archived"
+
+    def customize_payload(self, payload):
+        payload["payload"]["source"] = "oms"
+        payload["signed_by"] = "ulak"
+        return payload
+
+
+@pytest.fixture
+def group_events():
+    events.register(GroupChanged, GroupArchived)
+    yield
+    events.unregister(GroupChanged.event_type)
+    events.unregister(GroupArchived.event_type)
+
+
+@pytest.mark.django_db
+def test_an_instance_gives_the_payload_through_its_serializer_and_names_the_object(group_events):
+    webhook = make_webhook(GroupChanged.event_type)
+    group = Group.objects.create(name="Kargo İşlemleri")
+    group.permissions.add(*Permission.objects.all()[:3])
+
+    (event,) = ulak.publish(GroupChanged.event_type, instance=group)
+
+    stored = WebhookEvent.objects.get(pk=event.pk)
+    assert stored.webhook_id == webhook.id
+    assert stored.object_id == group.pk
+    assert stored.content_type_id == ContentType.objects.get_for_model(Group).id
+    assert stored.request_payload == expected_body(
+        stored,
+        GroupChanged.event_type,
+        {"id": group.pk, "name": "Kargo İşlemleri", "permission_count": 3},
+    )
+
+
+@pytest.mark.django_db
+def test_an_explicit_payload_wins_over_the_instance(group_events):
+    make_webhook(GroupChanged.event_type)
+    group = Group.objects.create(name="Depo")
+    (event,) = ulak.publish(GroupChanged.event_type, {"custom": True}, instance=group, object_id=77)
+    assert json.loads(event.request_payload)["payload"] == {"custom": True}
+    assert event.object_id == 77
+
+
+@pytest.mark.django_db
+def test_customize_payload_changes_the_whole_body_for_each_webhook(group_events):
+    make_webhook(GroupArchived.event_type)
+    make_webhook(GroupArchived.event_type)
+    created = ulak.publish(GroupArchived.event_type, {"id": 3})
+    assert len(created) == 2
+    for event in created:
+        body = json.loads(WebhookEvent.objects.get(pk=event.pk).request_payload)
+        assert body == {
+            "event": {"type": GroupArchived.event_type, "uuid": event.uuid.hex},
+            "payload": {"id": 3, "source": "oms"},
+            "signed_by": "ulak",
+        }
+
+
+@pytest.mark.django_db
+def test_deliver_event_has_the_libraries_meaning(group_events):
+    make_webhook(GroupChanged.event_type, config={"channel": "web"})
+    make_webhook(GroupChanged.event_type, config={"channel": "store"})
+    make_webhook("package.created")
+    group = Group.objects.create(name="Mağaza")
+
+    # A model instance: serialised by the event class, the event names the object.
+    created = ulak.deliver_event(group, GroupChanged.event_type)
+    assert len(created) == 2
+    assert {json.loads(e.request_payload)["payload"]["name"] for e in created} == {"Mağaza"}
+    assert {e.object_id for e in created} == {group.pk}
+
+    # config_filter and the ignored async_ flag, as the library's callers pass them.
+    created = ulak.deliver_event(
+        group, GroupChanged.event_type, async_=False, config_filter={"channel": "store"}
+    )
+    assert len(created) == 1
+
+    # A dict is the payload.
+    (event,) = ulak.deliver_event({"id": 5, "status": "created"}, "package.created")
+    assert json.loads(event.request_payload)["payload"] == {"id": 5, "status": "created"}
+
+    # Without a serializer, the library sent Django's JSON serialisation of the object.
+    (event,) = ulak.deliver_event(group, "package.created")
+    serialised = json.loads(json.loads(event.request_payload)["payload"])
+    assert serialised[0]["model"] == "auth.group" and serialised[0]["pk"] == group.pk
+    assert event.object_id == group.pk
+
+    with pytest.raises(TypeError, match="retry"):
+        ulak.deliver_event(group, "package.created", event_uuid=uuid.uuid4())
+    with pytest.raises(TypeError, match="model instance or a dict"):
+        ulak.deliver_event([1, 2], "package.created")
+    with pytest.raises(publishing.InvalidEvent, match="Unknown event type"):
+        ulak.deliver_event({"id": 1}, "package.teleported")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_connection_after_commit_sees_the_same_bytes():
+    """What a worker in another process reads is exactly what publish froze."""
+    make_webhook()
+    with transaction.atomic():
+        (event,) = ulak.publish(
+            "package.created", {"ad": "Çağrı", "tutar": decimal.Decimal("10.10")}
+        )
+    close_old_connections()
+    seen = []
+
+    def read():
+        try:
+            seen.append(WebhookEvent.objects.values_list("request_payload", flat=True).get())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join(10)
+    assert seen == [event.request_payload]
