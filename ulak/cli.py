@@ -210,6 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve_all(rest)
     if command == "api":
         return serve_api(rest)
+    if command == "demo":
+        # Before Django reads its settings: the demo gets its own data directory.
+        from ulak.management.commands.demo import prepare_environment
+
+        prepare_environment(rest)
     run_django_command(argv)
     return 0
 
