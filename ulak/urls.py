@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from ulak.api.urls import urlpatterns
+from django.urls import path
 
-__all__ = ["urlpatterns"]
+from ulak.api import service_views
+from ulak.api.urls import urlpatterns as api_urlpatterns
+
+urlpatterns = [
+    *api_urlpatterns,
+    path("healthz", service_views.healthz, name="healthz"),
+    path("metrics", service_views.MetricsView.as_view(), name="metrics"),
+]

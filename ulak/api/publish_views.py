@@ -15,11 +15,13 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.http import HttpResponse
-from rest_framework import permissions, status
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import APIException, ParseError, UnsupportedMediaType
 from rest_framework.views import APIView
 
 from ulak import publishing
+from ulak.api.defaults import UlakApiDefaults
 from ulak.conf import setting
 from ulak.models import IdempotencyRecord
 
@@ -45,9 +47,50 @@ class RequestTooLarge(APIException):
     default_code = "request_too_large"
 
 
-class PublishView(APIView):
+PUBLISH_ITEM = inline_serializer(
+    "PublishedEventRequest",
+    {
+        "event_type": serializers.CharField(),
+        "payload": serializers.JSONField(help_text="A JSON object."),
+        "object_id": serializers.IntegerField(required=False, allow_null=True),
+        "content_type": serializers.CharField(
+            required=False, allow_null=True, help_text='"app_label.model" or a content type id.'
+        ),
+        "config_filter": serializers.JSONField(required=False, allow_null=True),
+    },
+)
+PUBLISH_ANSWER = inline_serializer(
+    "PublishedEvents",
+    {
+        "events": inline_serializer(
+            "PublishedEvent",
+            {
+                "id": serializers.IntegerField(),
+                "uuid": serializers.UUIDField(),
+                "webhook": serializers.IntegerField(),
+            },
+            many=True,
+        )
+    },
+)
+
+
+class PublishView(UlakApiDefaults, APIView):
     permission_classes = [permissions.IsAuthenticated, CanPublish]
 
+    @extend_schema(
+        summary="Publish one event, or a list of up to 1,000",
+        description=(
+            "Creates one WebhookEvent per active matching webhook. The body is one event "
+            "object or a JSON list of them. An `Idempotency-Key` header makes a repeated "
+            "call return the first answer and create nothing."
+        ),
+        request=PUBLISH_ITEM,
+        responses={202: PUBLISH_ANSWER},
+        parameters=[
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)
+        ],
+    )
     def post(self, request, *args: Any, **kwargs: Any) -> HttpResponse:
         raw_body = read_body(request)
         key = request.META.get("HTTP_IDEMPOTENCY_KEY")

@@ -12,6 +12,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.views import APIView
 
+from ulak.api.defaults import UlakApiDefaults
 from ulak.metrics import render_metrics
 from ulak.models import WorkerHeartbeat
 
@@ -42,7 +43,7 @@ class PrometheusRenderer(BaseRenderer):
         return data if isinstance(data, str) else json.dumps(data)
 
 
-class MetricsView(APIView):
+class MetricsView(UlakApiDefaults, APIView):
     """Prometheus metrics of every worker and of the queue (token required, contract §2)."""
 
     # Scrapers ask for text/plain; errors (401) are rendered as JSON text in the same type.

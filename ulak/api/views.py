@@ -18,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from ulak import events
+from ulak.api.defaults import UlakApiDefaults
 from ulak.api.exceptions import WEBHOOK_ALREADY_REGISTERED, CodedError
 from ulak.api.filters import (
     AllWebhookEventFilter,
@@ -61,7 +62,7 @@ def check_query_string(request: Request) -> None:
             raise ValidationError({decoded_name: ["Not valid UTF-8."]}) from None
 
 
-class OwnedQuerysetMixin:
+class OwnedQuerysetMixin(UlakApiDefaults):
     """Non-superusers see only their own webhooks and their events; others' ids answer 404."""
 
     owner_lookup = "owner"
