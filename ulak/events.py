@@ -136,6 +136,10 @@ class EventRegistry:
             for event in events:
                 event_class = self._as_event_class(event)
                 existing = self._registered.get(event_class.event_type)
+                if existing is not None and getattr(existing, "catalogue_placeholder", False):
+                    # The built-in catalogue only names the OMS types: a project's own class
+                    # for one of them (with its serializer) takes the name's place.
+                    existing = None
                 if existing is not None and existing is not event_class:
                     raise AlreadyRegistered(
                         f"Event type {event_class.event_type!r} is already registered "
@@ -166,6 +170,8 @@ class EventRegistry:
             # the same class under the same type is not a duplicate.
             event_class = self._as_event_class(entry, from_setting=True)
             existing = merged.get(event_class.event_type)
+            if existing is not None and getattr(existing, "catalogue_placeholder", False):
+                existing = None  # as in register(): a class takes a catalogue name's place
             if existing is not None and existing is not event_class:
                 raise AlreadyRegistered(
                     f"Event type {event_class.event_type!r} in ULAK_EVENT_TYPES is already registered."
@@ -234,7 +240,12 @@ def is_registered(event_type: str) -> bool:
 
 
 def _register_catalogue() -> None:
-    registry.register(*OMS_EVENT_TYPES, EXHAUSTED_EVENT_TYPE)
+    placeholders = []
+    for event_type in OMS_EVENT_TYPES:
+        event_class = _plain_event_class(event_type)
+        event_class.catalogue_placeholder = True
+        placeholders.append(event_class)
+    registry.register(*placeholders, EXHAUSTED_EVENT_TYPE)
 
 
 _register_catalogue()

@@ -40,10 +40,6 @@ class OrderShippedEvent(Event):
     event_type = "test.order.shipped"
 
 
-class AnotherPackageCreated(Event):
-    event_type = "package.created"
-
-
 class NotAnEvent:
     event_type = "test.not_an_event"
 
@@ -88,8 +84,8 @@ def test_register_takes_several_classes_and_plain_type_strings(forget_test_types
 
 
 def test_registering_a_type_twice_is_an_error_naming_it(forget_test_types):
-    with pytest.raises(events.AlreadyRegistered, match=r"'package\.created'"):
-        events.register(AnotherPackageCreated)
+    with pytest.raises(events.AlreadyRegistered, match=r"'webhook_event\.exhausted'"):
+        events.register("webhook_event.exhausted")  # Ulak's own type is not a placeholder
 
     class Original(Event):
         event_type = "test.twice"
@@ -134,8 +130,8 @@ def test_the_setting_adds_event_classes_by_dotted_path_and_plain_types():
 
 
 def test_a_setting_that_repeats_a_registered_type_is_an_error_naming_it():
-    with override_settings(ULAK_EVENT_TYPES=["tests.unit.test_events.AnotherPackageCreated"]):
-        with pytest.raises(events.AlreadyRegistered, match=r"'package\.created'"):
+    with override_settings(ULAK_EVENT_TYPES=["test.exhausted", "webhook_event.exhausted"]):
+        with pytest.raises(events.AlreadyRegistered, match=r"'webhook_event\.exhausted'"):
             events.registered_event_types()
     with override_settings(ULAK_EVENT_TYPES=["test.dup", "test.dup"]):
         with pytest.raises(events.AlreadyRegistered, match=r"'test\.dup'"):
@@ -198,3 +194,24 @@ def test_customizes_payload_tells_whether_the_hook_is_overridden():
     assert Custom.customizes_payload()
     body = {"event": {"type": "test.plain", "uuid": "0" * 32}, "payload": {}}
     assert Plain().customize_payload(body) is body
+
+
+def test_a_project_class_takes_the_place_of_a_catalogue_name_once():
+    from ulak import events
+
+    class Shipped(events.Event):
+        event_type = "package.status.shipped"
+
+    class OtherShipped(events.Event):
+        event_type = "package.status.shipped"
+
+    original = events.get_event_class("package.status.shipped")
+    try:
+        events.register(Shipped)
+        assert events.get_event_class("package.status.shipped") is Shipped
+        with pytest.raises(events.AlreadyRegistered, match="package.status.shipped"):
+            events.register(OtherShipped)
+    finally:
+        events.unregister("package.status.shipped")
+        events.registry.register(original)
+    assert events.get_event_class("package.status.shipped") is original

@@ -17,9 +17,6 @@ class PackageShipped(events.Event):
 
 
 def register_events() -> None:
-    # Ulak registers the OMS catalogue (package.status.shipped among them) as plain types,
-    # and refuses to register a second class for a type; so the plain one is taken out first
-    # and this class, with its serializer, takes its place.
-    if events.get_event_class(PackageShipped.event_type) is not PackageShipped:
-        events.unregister(PackageShipped.event_type)
-        events.register(PackageShipped)
+    # Ulak's built-in catalogue only names package.status.shipped; this class, with its
+    # serializer, takes the name's place.
+    events.register(PackageShipped)
