@@ -36,6 +36,16 @@ DEFAULTS: dict[str, Any] = {
     "ULAK_THROTTLE_RATE": None,
     # Lease a worker takes on claimed events (seconds); a dead worker's events come back after it.
     "ULAK_LEASE_SECONDS": 30,
+    # The delivery worker: events claimed per database round trip; events a worker holds at
+    # once (leased, in flight or being recorded); attempts in flight to one target
+    # (scheme, host, port); seconds between polls when nothing wakes it; seconds a SIGTERM'd
+    # worker lets attempts in flight finish; seconds between heartbeats.
+    "ULAK_WORKER_BATCH_SIZE": 256,
+    "ULAK_WORKER_CONCURRENCY": 1024,
+    "ULAK_TARGET_CONCURRENCY": 64,
+    "ULAK_POLL_INTERVAL": 0.25,
+    "ULAK_DRAIN_SECONDS": 10.0,
+    "ULAK_HEARTBEAT_SECONDS": 5.0,
 }
 
 

@@ -35,8 +35,10 @@ class EncryptedTextField(models.TextField):
 
     def get_prep_value(self, value):
         value = super().get_prep_value(value)
-        if value is None or value == "" or value.startswith(secrets.PREFIX):
+        if value is None or value == "":
             return value
+        # Python values are always plain (from_db_value decrypts), so always encrypt: a
+        # secret that merely starts with the prefix must not be stored unencrypted.
         return secrets.encrypt_secret(value, secret_keys())
 
 
@@ -128,6 +130,12 @@ class WebhookEvent(models.Model):
                 fields=["next_attempt_at"],
                 condition=Q(next_attempt_at__isnull=False),
                 name="ulak_event_due",
+            ),
+            # The claim walks webhooks and takes each one's earliest due events (fairness).
+            models.Index(
+                fields=["webhook", "next_attempt_at"],
+                condition=Q(next_attempt_at__isnull=False),
+                name="ulak_event_due_hook",
             ),
             models.Index(fields=["object_id", "content_type"], name="ulak_event_object"),
         ]
