@@ -53,7 +53,9 @@ from ulak.conf import setting
 from ulak.delivery.callbacks import run_callback
 from ulak.delivery.client import Sender
 from ulak.delivery.outcome import AttemptOutcome, OutcomeKind
+from ulak.metrics import observe_duration
 from ulak.queue import ClaimedEvent, OutcomeRecord, Queue, WebhookSettings, plan_record, utcnow
+from ulak.recovery import work_on_retry_requests
 from ulak.targets import parse_networks
 
 logger = logging.getLogger(__name__)
@@ -179,6 +181,7 @@ class Worker:
         self.claim_queue = Queue(alias)
         self.alias = alias
         self.stats: collections.Counter[str] = collections.Counter()
+        self._last_claim_excluded = False
         self.started_at = utcnow()
 
         self._webhooks: dict[int, WebhookSettings] = {}
@@ -434,6 +437,9 @@ class Worker:
     async def claim_once(self, limit: int) -> tuple[int, datetime.datetime | None]:
         """Claim up to ``limit`` events and start their attempts; (claimed, next due if none)."""
         excluded, fresh = self._claim_arguments()
+        # Remembered for until_idle: a claim that skipped saturated targets found nothing
+        # of theirs, which does not mean nothing of theirs is due.
+        self._last_claim_excluded = bool(excluded)
         claimed, webhooks, next_due = await self._db(
             self._claim_job, limit, excluded, fresh, executor=self._claim_executor
         )
@@ -474,7 +480,7 @@ class Worker:
             backoff.reset()
             if count >= limit:
                 continue  # probably more due: claim again at once (attempts are in flight)
-            if until_idle and count == 0 and self._held == 0:
+            if until_idle and count == 0 and self._held == 0 and not self._last_claim_excluded:
                 return
             timeout = self.poll_interval
             if next_due is not None:
@@ -560,6 +566,7 @@ class Worker:
         self._pending.append((record, target, became_exhausted))
         self._records_ready.set()
         self.stats[outcome.kind.value] += 1
+        observe_duration(self.stats, outcome.duration)
         if webhook.callback:
             self._start_callback(event, webhook, outcome)
 
@@ -666,7 +673,7 @@ class Worker:
                 await self._write_heartbeat()
             except DatabaseUnavailable:
                 pass
-            await asyncio.sleep(self.heartbeat_seconds)
+            await work_on_retry_requests(self, self.heartbeat_seconds)  # bulk retries, till next
 
     # --- PostgreSQL LISTEN ----------------------------------------------------------------
 
