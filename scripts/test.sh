@@ -14,6 +14,17 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 status=0
+# The browser test needs Chromium and its driver (Debian: chromium, chromium-driver).
+if ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "== installing chromium and chromium-driver with apt (for the browser test)"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+            || echo "chromium could not be installed: the browser test will be SKIPPED" >&2
+    else
+        echo "chromium/chromedriver missing and apt not usable as this user: the browser test will be SKIPPED" >&2
+    fi
+fi
+
 echo "== ruff"
 "$PYTHON" -m ruff check ulak tests bench || status=1
 

@@ -7,7 +7,7 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from ulak.models import ApiToken, Webhook, WebhookEvent
+from ulak.models import ApiToken, RetryRequest, Webhook, WebhookEvent
 from ulak.secrets import mask_secret
 
 
@@ -131,31 +131,74 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry now (one attempt each, at once)")
     def retry_now(self, request, queryset):
-        from ulak.delivery import attempt_event_now
+        from ulak.delivery import EventBusy, EventNotFound, attempt_event_now
 
-        delivered = failed = skipped = 0
-        for event in queryset.only("id", "delivered")[:100]:
+        delivered = failed = skipped = busy = 0
+        # select_related(None): the changelist's queryset joins the webhook, only() defers it.
+        for event in queryset.select_related(None).only("id", "delivered")[:100]:
             if event.delivered:
                 skipped += 1
                 continue
-            result = attempt_event_now(event.id)
+            try:
+                result = attempt_event_now(event.id)
+            except EventBusy:
+                busy += 1  # a worker (or another retry) is attempting it right now
+                continue
+            except EventNotFound:
+                continue  # purged meanwhile
             if result.delivered:
                 delivered += 1
             else:
                 failed += 1
-        level = messages.SUCCESS if not failed else messages.WARNING
-        self.message_user(
-            request,
-            f"{delivered} delivered, {failed} failed, {skipped} already delivered.",
-            level,
-        )
+        level = messages.SUCCESS if not failed and not busy else messages.WARNING
+        text = f"{delivered} delivered, {failed} failed, {skipped} already delivered."
+        if busy:
+            text += f" {busy} being attempted right now (not sent again)."
+        self.message_user(request, text, level)
 
     @admin.action(description="Schedule retry (a new round of automatic attempts)")
     def schedule_retry(self, request, queryset):
         from ulak.queue import schedule_retry
 
-        count = schedule_retry(queryset.filter(delivered=False).values_list("id", flat=True))
+        count = schedule_retry(
+            queryset.filter(delivered=False).values_list("id", flat=True),
+            requested_by=f"admin:{request.user.get_username()}",
+        )
         self.message_user(request, f"{count} event(s) scheduled for a new round.", messages.SUCCESS)
+
+
+@admin.register(RetryRequest)
+class RetryRequestAdmin(admin.ModelAdmin):
+    """Bulk retries and how far the workers got with them (read only)."""
+
+    list_display = (
+        "id",
+        "requested_by",
+        "owner",
+        "matched",
+        "scheduled",
+        "created_date",
+        "finished_date",
+    )
+    list_filter = ("finished_date",)
+    readonly_fields = (
+        "owner",
+        "requested_by",
+        "filters",
+        "matched",
+        "scheduled",
+        "cursor",
+        "last_event_id",
+        "deferred_ids",
+        "created_date",
+        "finished_date",
+    )
+
+    def has_add_permission(self, request) -> bool:
+        return False  # made by the API's bulk retry and `ulak events retry`
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(ApiToken)

@@ -126,3 +126,23 @@ def render_metrics(
         "ulak_oldest_due_age_seconds", max((now - oldest).total_seconds(), 0.0) if oldest else 0.0
     )
     return out.render()
+
+
+_BUCKET_KEYS = tuple((bound, str(bound)) for bound in DURATION_BUCKETS)
+_EMPTY_BUCKETS = {key: 0 for _, key in _BUCKET_KEYS}
+
+
+def observe_duration(stats: dict, seconds: float) -> None:
+    """Count one attempt's duration in a worker's ``stats`` (the histogram ``histogram_of`` reads).
+
+    ``duration_buckets`` holds cumulative counts by upper bound. The dict is replaced, not
+    changed in place: the heartbeat serialises a copy of ``stats`` on another thread, and a
+    bucket must never show more than the ``duration_count`` beside it.
+    """
+    buckets = dict(stats.get("duration_buckets") or _EMPTY_BUCKETS)
+    for bound, key in _BUCKET_KEYS:
+        if seconds <= bound:
+            buckets[key] += 1
+    stats["duration_buckets"] = buckets
+    stats["duration_sum"] = stats.get("duration_sum", 0.0) + seconds
+    stats["duration_count"] = stats.get("duration_count", 0) + 1

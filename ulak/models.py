@@ -199,3 +199,43 @@ class WorkerHeartbeat(models.Model):
     started_at = models.DateTimeField()
     seen_at = models.DateTimeField()
     stats = models.JSONField(default=dict)
+
+
+class RetryRequest(models.Model):
+    """A bulk retry (contract §2): the undelivered events matching ``filters`` get a new round.
+
+    The API (or ``ulak events retry``) counts the matches, stores one of these and answers at
+    once; workers then work through it in bounded batches (``ulak.queue.process_retry_requests``),
+    walking event ids from ``cursor`` up to ``last_event_id`` (the newest event when it was
+    requested, so later events are not swept in). Events a worker held when their batch came
+    are kept in ``deferred_ids`` and visited again once their lease is gone.
+    """
+
+    # Whose events: NULL means every owner's (a superuser's request, or the command line).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    requested_by = models.CharField(max_length=150, blank=True, default="")
+    # The undelivered list's filters, as validated query values (``{"event_type": "..."}``).
+    filters = models.JSONField(default=dict, blank=True)
+    last_event_id = models.PositiveBigIntegerField(default=0)
+    cursor = models.PositiveBigIntegerField(default=0)
+    matched = models.PositiveIntegerField(default=0)
+    scheduled = models.PositiveIntegerField(default=0)
+    deferred_ids = models.JSONField(default=list, blank=True)
+    created_date = models.DateTimeField(auto_now_add=True)
+    finished_date = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["id"],
+                condition=Q(finished_date__isnull=True),
+                name="ulak_retry_unfinished",
+            )
+        ]
+
+    def __str__(self) -> str:
+        state = "finished" if self.finished_date else "in progress"
+        return f"retry #{self.pk}: {self.scheduled}/{self.matched} ({state})"

@@ -210,6 +210,17 @@ _EVENT_COLUMNS = (
     "request_datetimes, object_id, content_type_id, next_attempt_at, is_exhausted"
 )
 
+# What the PostgreSQL claim returns: _EVENT_COLUMNS, with the uuid as hex text and
+# next_attempt_at as integer microseconds since the epoch (exact: extract() is numeric). Both
+# are cheap to produce on the server, where psycopg's Python-level timestamptz and UUID
+# loaders cost the worker several microseconds per claimed row.
+_CLAIM_RETURNING_POSTGRESQL = (
+    "event.id, replace(event.uuid::text, '-', ''), event.webhook_id, event.request_payload, "
+    "event.retry_count, event.round_attempt_count, event.request_datetimes, event.object_id, "
+    "event.content_type_id, (extract(epoch FROM event.next_attempt_at) * 1000000)::bigint, "
+    "event.is_exhausted"
+)
+
 # PostgreSQL. The inner SELECT walks the active webhooks in round-robin order (those after
 # the cursor first) and, for each, locks up to `take` of its due, unleased events through the
 # (webhook_id, next_attempt_at) index. SKIP LOCKED: rows another worker is claiming right now
@@ -241,7 +252,7 @@ WHERE event.id = ANY(ARRAY(
     LIMIT %(limit)s
 ))
   AND (event.lease_expires_at IS NULL OR event.lease_expires_at <= %(now)s)
-RETURNING {", ".join("event." + column for column in _EVENT_COLUMNS.split(", "))}
+RETURNING {_CLAIM_RETURNING_POSTGRESQL}
 """
 
 # The planner settings of the claim (see claim_due), and no wait for the WAL flush at its
@@ -283,11 +294,12 @@ RETURNING {_EVENT_COLUMNS}
 """
 
 # One event, for the API's retry: leased only if nobody holds it, whatever its schedule, so
-# two concurrent retries (or a retry and a worker) never both send it.
+# two concurrent retries (or a retry and a worker) never both send it; and only if it is not
+# delivered, so a retry that comes right after another one delivered it sends nothing.
 _LEASE_ONE = f"""
 UPDATE {EVENT_TABLE}
 SET lease_owner = %(owner)s, lease_expires_at = %(lease_until)s
-WHERE id = %(id)s AND (lease_expires_at IS NULL OR lease_expires_at <= %(now)s)
+WHERE id = %(id)s AND (lease_expires_at IS NULL OR lease_expires_at <= %(now)s) AND NOT delivered
 RETURNING {_EVENT_COLUMNS}
 """
 
@@ -362,14 +374,21 @@ SET hostname = excluded.hostname, pid = excluded.pid, started_at = excluded.star
 
 def _json_value(value: Any) -> Any:
     # Django's PostgreSQL backend loads jsonb as text; SQLite stores JSON as text.
+    if value == "[]":  # request_datetimes of a new event: most claimed rows
+        return []
     if isinstance(value, str | bytes):
         return json.loads(value)
     return value
 
 
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _aware(value: Any) -> datetime.datetime | None:
     if value is None:
         return None
+    if isinstance(value, int):  # microseconds since the epoch (the PostgreSQL claim)
+        return _EPOCH + datetime.timedelta(microseconds=value)
     if isinstance(value, str):
         value = datetime.datetime.fromisoformat(value)
     if value.tzinfo is None:
@@ -449,6 +468,30 @@ class Queue:
         """
         self._claim_sessions = getattr(self, "_claim_sessions", weakref.WeakSet())
         self._dedicated = True
+
+    def relax_commit_durability(self) -> None:
+        """PostgreSQL: this thread's connection commits without waiting for the WAL flush
+        (``synchronous_commit = off``), for a worker's outcomes and releases.
+
+        At-least-once still holds: an outcome lost in a server crash (the last few hundred
+        milliseconds of commits) leaves the row as it was claimed, leased; the lease expires
+        and the event is sent again. Nothing is lost, some events may be sent twice, which
+        receivers already handle (they drop duplicates by uuid). Set once per connection (a
+        new connection after a reconnect is set up again on its first use).
+        """
+        self._relaxed_sessions = getattr(self, "_relaxed_sessions", weakref.WeakSet())
+
+    def _relax_session(self) -> None:
+        relaxed = getattr(self, "_relaxed_sessions", None)
+        if relaxed is None:
+            return
+        connection = self.connection
+        connection.ensure_connection()
+        raw = connection.connection
+        if raw not in relaxed:
+            with self._cursor() as cursor:
+                cursor.execute("SET synchronous_commit = off")
+            relaxed.add(raw)
 
     def _claim_session_ready(self) -> bool:
         if not getattr(self, "_dedicated", False):
@@ -598,6 +641,8 @@ class Queue:
         """Write a batch of outcomes in one transaction; returns how many leases were still ours."""
         if not records:
             return 0
+        if _needs_exhaustion_notices(self, records):  # Recovery section: same transaction
+            return _record_with_exhaustion_notices(self, owner, records)
         if self.vendor == "postgresql":
             params = {
                 "now": utcnow(),
@@ -613,6 +658,7 @@ class Queue:
                 "exhausted": [record.is_exhausted for record in records],
             }
             # One statement (atomic by itself): one round trip, no BEGIN and COMMIT of its own.
+            self._relax_session()
             with self._cursor() as cursor:
                 cursor.execute(_RECORD_POSTGRESQL, params, prepare=True)
                 return cursor.rowcount
@@ -676,3 +722,347 @@ class Queue:
     def close(self) -> None:
         """Close this thread's connection (a worker's database thread, when it stops)."""
         self.connection.close()
+
+
+# --- Recovery: retries and exhaustion notices -----------------------------------------------
+#
+# A new round (contract §2, the bulk retry): an undelivered event becomes due now with a fresh
+# count of automatic attempts (next_attempt_at = now, round_attempt_count = 0,
+# is_exhausted = false), so it gets an attempt at once and then up to max_retry_count
+# automatic attempts in all, as a newly published event does.
+#
+# Leases. An event leased right now (a worker or a one-event retry is attempting it) is not
+# touched: the holder writes its outcome under its lease, and that outcome (planned from the
+# row as it was claimed) would undo the new round. Such events are *deferred*: kept in the
+# retry request and visited again once the lease is gone. An event whose lease has expired
+# gets its lease cleared with the new round, so a late outcome from the old holder writes
+# nothing (the lease guard of record_outcomes).
+#
+# Locks. Each batch is one short transaction. PostgreSQL: the batch's rows are locked with
+# FOR UPDATE SKIP LOCKED, so a batch never waits for (nor deadlocks with) a claim or a record
+# in progress; rows skipped that way are deferred too. SQLite: the transaction holds the
+# database's write lock (BEGIN IMMEDIATE), so nothing changes under it.
+#
+# Exhaustion notices. When automatic attempts run out, Ulak publishes its own event
+# `webhook_event.exhausted` in the transaction that records the outcome, to the active
+# webhooks subscribed to it that may see the exhausted event (same owner, or an operator's:
+# no owner or a superuser). An exhausted notice never announces itself (no recursion).
+
+# Events given a new round per transaction.
+RETRY_BATCH_SIZE = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class RetryProgress:
+    """Where a retry request stands after one batch (``process_retry_requests``)."""
+
+    request_id: int
+    matched: int
+    scheduled: int
+    deferred: int
+    finished: bool
+    # Events given a new round by this batch (0: only deferred ones were visited, still held).
+    scheduled_now: int
+    # Matching events are left to walk (beyond the deferred ones).
+    walking: bool
+
+
+def _id_list_sql(connection: Any) -> str:
+    # One parameter for a whole list of ids, whatever its length.
+    if connection.vendor == "postgresql":
+        return "= ANY(%s::bigint[])"
+    return "IN (SELECT value FROM json_each(%s))"
+
+
+def _id_list_param(connection: Any, ids: Sequence[int]) -> Any:
+    return list(ids) if connection.vendor == "postgresql" else json.dumps(list(ids))
+
+
+def _notify_workers(alias: str) -> None:
+    """PostgreSQL: wake every worker when this transaction commits (SQLite workers poll)."""
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        return
+    from ulak.publishing import WAKEUP_CHANNEL
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, '')", [WAKEUP_CHANNEL])
+
+
+def start_new_rounds(
+    event_ids: Iterable[int], *, using: str = "default", now: datetime.datetime | None = None
+) -> tuple[int, list[int]]:
+    """Give the undelivered, unleased events among ``event_ids`` a new round, now.
+
+    Must run inside a transaction (see the section's doc). Returns (how many got it, the ids
+    of undelivered events held by someone right now: to be visited again). Delivered and
+    missing events are left out of both.
+    """
+    connection = connections[using]
+    if not connection.in_atomic_block:
+        raise RuntimeError("start_new_rounds must run inside a transaction")
+    ids = sorted({int(event_id) for event_id in event_ids})
+    if not ids:
+        return 0, []
+    now = now or utcnow()
+    postgresql = connection.vendor == "postgresql"
+    in_ids = _id_list_sql(connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, lease_expires_at FROM {EVENT_TABLE} "
+            f"WHERE id {in_ids} AND NOT delivered"
+            + (" ORDER BY id FOR UPDATE SKIP LOCKED" if postgresql else ""),
+            [_id_list_param(connection, ids)],
+        )
+        rows = cursor.fetchall()
+        free = [row[0] for row in rows if row[1] is None or _aware(row[1]) <= now]
+        held = {row[0] for row in rows} - set(free)
+        seen = {row[0] for row in rows}
+        missing = [event_id for event_id in ids if event_id not in seen]
+        if missing and postgresql:
+            # Skipped because locked (a claim or a record in progress), or delivered, or gone:
+            # the undelivered ones are held by someone, so visited again.
+            cursor.execute(
+                f"SELECT id FROM {EVENT_TABLE} WHERE id {in_ids} AND NOT delivered",
+                [_id_list_param(connection, missing)],
+            )
+            held.update(row[0] for row in cursor.fetchall())
+        if free:
+            cursor.execute(
+                f"UPDATE {EVENT_TABLE} SET next_attempt_at = %s, round_attempt_count = 0, "
+                "is_exhausted = %s, lease_owner = NULL, lease_expires_at = NULL, "
+                f"modified_date = %s WHERE id {in_ids}",
+                [
+                    connection.ops.adapt_datetimefield_value(now),
+                    False,
+                    connection.ops.adapt_datetimefield_value(now),
+                    _id_list_param(connection, free),
+                ],
+            )
+    return len(free), sorted(held)
+
+
+def schedule_retry(
+    event_ids: Iterable[int], *, using: str = "default", requested_by: str = ""
+) -> int:
+    """Give these events a new round now: the admin's "schedule retry", and tools.
+
+    One short transaction per call (per ``RETRY_BATCH_SIZE`` ids when given more). Delivered
+    events are skipped. Events held by a worker right now get their round as soon as it lets
+    go of them: a retry request with their ids, which the workers finish. Returns how many
+    undelivered events were given a new round (now or deferred that way).
+    """
+    from ulak.models import RetryRequest
+
+    ids = sorted({int(event_id) for event_id in event_ids})
+    total = 0
+    for start in range(0, len(ids), RETRY_BATCH_SIZE):
+        with transaction.atomic(using=using):
+            scheduled, deferred = start_new_rounds(
+                ids[start : start + RETRY_BATCH_SIZE], using=using
+            )
+            if deferred:
+                RetryRequest.objects.using(using).create(
+                    requested_by=requested_by[:150],
+                    matched=len(deferred),
+                    deferred_ids=deferred,
+                )
+            if scheduled:
+                _notify_workers(using)
+        total += scheduled + len(deferred)
+    return total
+
+
+def process_retry_requests(
+    *,
+    using: str = "default",
+    request_id: int | None = None,
+    batch_size: int = RETRY_BATCH_SIZE,
+) -> RetryProgress | None:
+    """Work one bounded batch of a retry request, in one short transaction.
+
+    The oldest unfinished request (or ``request_id``): first its deferred events (held by a
+    worker when last visited), then the next ``batch_size`` matching events after its cursor.
+    Returns its progress, or None if there was nothing to do (no unfinished request, or each
+    is being worked on by another worker right now: PostgreSQL skips locked requests).
+    """
+    from ulak.models import RetryRequest
+
+    now = utcnow()
+    with transaction.atomic(using=using):
+        requests = (
+            RetryRequest.objects.using(using)
+            .select_for_update(skip_locked=True)
+            .filter(finished_date__isnull=True)
+        )
+        if request_id is not None:
+            requests = requests.filter(pk=request_id)
+        request = requests.order_by("id").first()
+        if request is None:
+            return None
+        scheduled, deferred = start_new_rounds(request.deferred_ids or (), using=using, now=now)
+        if request.cursor < request.last_event_id:
+            ids = list(
+                _events_of_retry_request(request, using)
+                .filter(id__gt=request.cursor, id__lte=request.last_event_id)
+                .order_by("id")
+                .values_list("id", flat=True)[:batch_size]
+            )
+            # A short batch means nothing is left up to last_event_id.
+            request.cursor = ids[-1] if len(ids) >= batch_size else request.last_event_id
+            more, held = start_new_rounds(ids, using=using, now=now)
+            scheduled += more
+            deferred = sorted({*deferred, *held})
+        request.scheduled += scheduled
+        request.deferred_ids = deferred
+        if request.cursor >= request.last_event_id and not deferred:
+            request.finished_date = now
+        request.save(update_fields=["cursor", "scheduled", "deferred_ids", "finished_date"])
+        if scheduled:
+            _notify_workers(using)
+    return RetryProgress(
+        request_id=request.pk,
+        matched=request.matched,
+        scheduled=request.scheduled,
+        deferred=len(deferred),
+        finished=request.finished_date is not None,
+        scheduled_now=scheduled,
+        walking=request.cursor < request.last_event_id,
+    )
+
+
+def _events_of_retry_request(request: Any, using: str) -> Any:
+    """The undelivered events a retry request's filters and owner select (a QuerySet)."""
+    from ulak.recovery import undelivered_events_matching
+
+    return undelivered_events_matching(request.filters, owner_id=request.owner_id, using=using)
+
+
+def _needs_exhaustion_notices(queue: Queue, records: Sequence[OutcomeRecord]) -> bool:
+    if getattr(queue, "_recording_with_notices", False):
+        return False  # the inner call of _record_with_exhaustion_notices
+    return any(record.is_exhausted and not record.delivered for record in records)
+
+
+def _record_with_exhaustion_notices(
+    queue: Queue, owner: str, records: Sequence[OutcomeRecord]
+) -> int:
+    """record_outcomes, and the exhaustion notices of the events it exhausts, in one transaction."""
+    by_id = {record.event_id: record for record in records}
+    candidates = [
+        record.event_id for record in records if record.is_exhausted and not record.delivered
+    ]
+    with transaction.atomic(using=queue.alias):
+        exhausting = _lock_events_becoming_exhausted(queue, owner, candidates)
+        queue._recording_with_notices = True
+        try:
+            written = queue.record_outcomes(owner, records)
+        finally:
+            queue._recording_with_notices = False
+        if exhausting:
+            publish_exhaustion_notices(exhausting, by_id, using=queue.alias)
+    return written
+
+
+def _lock_events_becoming_exhausted(
+    queue: Queue, owner: str, event_ids: Sequence[int]
+) -> list[tuple[int, Any, int, str, str, int | None]]:
+    """(id, uuid, webhook id, event type, target url, owner id) of the events among
+    ``event_ids`` that this record will exhaust: still leased by ``owner`` (so the record
+    writes them) and not exhausted yet (a manual retry of an exhausted event is no news)."""
+    if not event_ids:
+        return []
+    connection = queue.connection
+    lock = " FOR UPDATE OF event" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT event.id, event.uuid, event.webhook_id, webhook.event_type, "
+            "webhook.target_url, webhook.owner_id "
+            f"FROM {EVENT_TABLE} AS event JOIN {WEBHOOK_TABLE} AS webhook "
+            "ON webhook.id = event.webhook_id "
+            f"WHERE event.id {_id_list_sql(connection)} AND event.lease_owner = %s "
+            f"AND NOT event.is_exhausted AND NOT event.delivered ORDER BY event.id{lock}",
+            [_id_list_param(connection, sorted(event_ids)), owner],
+        )
+        return cursor.fetchall()
+
+
+def exhaustion_notice_payload(
+    event_id: int,
+    event_uuid: Any,
+    webhook_id: int,
+    event_type: str,
+    target_url: str,
+    record: OutcomeRecord,
+) -> dict[str, Any]:
+    """The payload of a ``webhook_event.exhausted`` event."""
+    return {
+        "id": event_id,
+        "uuid": str(uuid.UUID(_uuid_hex(event_uuid))),
+        "webhook": webhook_id,
+        "event_type": event_type,
+        "target_url": target_url,
+        "response_http_status": record.response_http_status,
+        "retry_count": record.retry_count,
+    }
+
+
+def publish_exhaustion_notices(
+    exhausting: Sequence[tuple[int, Any, int, str, str, int | None]],
+    records: dict[int, OutcomeRecord],
+    *,
+    using: str = "default",
+) -> int:
+    """Insert the ``webhook_event.exhausted`` events for these exhausted events (in the
+    caller's transaction); returns how many were created.
+
+    Each goes to every active webhook subscribed to the type that may see the exhausted event:
+    one of the same owner, or an operator's (no owner, or a superuser). The body is built as
+    publishing builds it (contract §3); ``object_id`` and ``content_type`` name the exhausted
+    event. An exhausted notice announces nothing (no notices about notices).
+    """
+    from django.contrib.contenttypes.models import ContentType
+
+    from ulak.events import EXHAUSTED_EVENT_TYPE
+    from ulak.models import Webhook, WebhookEvent
+    from ulak.publishing import encode_json
+
+    exhausting = [row for row in exhausting if row[3] != EXHAUSTED_EVENT_TYPE]
+    if not exhausting:
+        return 0
+    subscribers = list(
+        Webhook.objects.using(using)
+        .filter(event_type=EXHAUSTED_EVENT_TYPE, is_active=True)
+        .order_by("id")
+        .values_list("id", "owner_id", "owner__is_superuser")
+    )
+    if not subscribers:
+        return 0
+    content_type = ContentType.objects.db_manager(using).get_for_model(WebhookEvent)
+    now = utcnow()
+    notices = []
+    for event_id, event_uuid, webhook_id, event_type, target_url, owner_id in exhausting:
+        payload = exhaustion_notice_payload(
+            event_id, event_uuid, webhook_id, event_type, target_url, records[event_id]
+        )
+        for subscriber_id, subscriber_owner_id, is_superuser in subscribers:
+            if not (subscriber_owner_id is None or is_superuser or subscriber_owner_id == owner_id):
+                continue
+            notice_uuid = uuid.uuid4()
+            body = {"event": {"type": EXHAUSTED_EVENT_TYPE, "uuid": notice_uuid.hex}}
+            body["payload"] = payload
+            notices.append(
+                WebhookEvent(
+                    webhook_id=subscriber_id,
+                    uuid=notice_uuid,
+                    request_payload=encode_json(body),
+                    object_id=event_id,
+                    content_type=content_type,
+                    next_attempt_at=now,
+                )
+            )
+    if notices:
+        WebhookEvent.objects.using(using).bulk_create(notices)
+        _notify_workers(using)
+        logger.info("published %d exhaustion notice(s)", len(notices))
+    return len(notices)

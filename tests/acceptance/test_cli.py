@@ -65,7 +65,9 @@ def test_token_revoke_of_unknown_user_is_a_clear_error(subprocess_env):
 
 @pytest.mark.django_db(transaction=True)
 def test_other_subcommands_are_django_management_commands(subprocess_env):
-    result = run_ulak(["shell", "-c", "import ulak; print('ulak', ulak.__version__)"], subprocess_env)
+    result = run_ulak(
+        ["shell", "-c", "import ulak; print('ulak', ulak.__version__)"], subprocess_env
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("ulak 0.")
     unknown = run_ulak(["no-such-command"], subprocess_env)

@@ -268,7 +268,8 @@ def test_every_quick_start_command_runs(tmp_path):
     assert first_event["request_payload"]["payload"]["city"] == "İSTANBUL"
     assert first_event["response_content"] == "b'ok'" and first_event["retry_count"] == 1
     # Step 6: the failing webhook's event is in the undelivered list, with the 500 recorded.
-    undelivered = json.loads(output_of("undelivered_webhooks/")[-1])
+    lists = [out for command, out in session.outputs if command.endswith("undelivered_webhooks/")]
+    undelivered = json.loads(lists[-1])
     assert undelivered["count"] == 1
     event = undelivered["results"][0]
     assert event["webhook"]["target_url"].endswith("/status/500")
@@ -276,6 +277,11 @@ def test_every_quick_start_command_runs(tmp_path):
     assert event["response_content"] == "b'status 500'"
     listed = output_of("ulak events list --undelivered")[0].splitlines()
     assert len(listed) == 1 and "\tundelivered\t" in listed[0]
+    # The bulk retry of the exhausted events: accepted at once, by the API and the command.
+    accepted = json.loads(output_of("undelivered_webhooks/retry/")[0])
+    assert list(accepted) == ["scheduled"] and accepted["scheduled"] in (0, 1)
+    retried = output_of("ulak events retry")[0]
+    assert "for a new round" in retried or "nothing to retry" in retried
     # The receiver printed the requests it got: the delivered one, and the 500s.
     receiver_log = session.log_of(1)
     assert re.search(r"POST /erp package\.status\.shipped uuid=\w{32} .* -> 200", receiver_log)

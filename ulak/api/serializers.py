@@ -351,3 +351,64 @@ class WebhookEventSerializer(UlakModelSerializer):
             "content_type",
         )
         read_only_fields = fields
+
+
+# --- Retries (contract §2). These describe the bodies in the OpenAPI schema; the views check
+# the bodies themselves, strictly (a "force" that is not a JSON boolean is a 400).
+
+
+class EventRetrySerializer(serializers.Serializer):
+    force = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Attempt even while automatic retries go on (a JSON boolean).",
+    )
+
+
+class EventRetryResultSerializer(serializers.Serializer):
+    """The answer to a one-event retry, as the webhook library gave it."""
+
+    detail = serializers.CharField()
+    response_status = serializers.IntegerField(
+        allow_null=True, help_text="The target's HTTP status; null when no HTTP answer came."
+    )
+    response_content = serializers.CharField(
+        help_text="The response body as text, or what happened when no answer came."
+    )
+    delivered = serializers.BooleanField()
+    response_time = serializers.CharField(
+        help_text='Seconds the attempt took, as a decimal string ("0.012345"), as the '
+        "webhook library answered."
+    )
+
+
+_DATE_HELP = "A date (2023-10-12) or a datetime (2023-10-12T10:07:35Z)."
+
+
+class BulkRetrySerializer(serializers.Serializer):
+    """The undelivered list's filters, in the body; every one is optional."""
+
+    event_type = serializers.CharField(required=False, help_text="Case-insensitive.")
+    webhook = serializers.IntegerField(required=False)
+    uuid = serializers.UUIDField(required=False)
+    object_id = serializers.IntegerField(required=False)
+    content_type = serializers.IntegerField(required=False)
+    response_http_status = serializers.IntegerField(required=False)
+    created_date = serializers.CharField(required=False, help_text=_DATE_HELP)
+    created_date__gt = serializers.CharField(required=False, help_text=_DATE_HELP)
+    created_date__gte = serializers.CharField(required=False, help_text=_DATE_HELP)
+    created_date__lt = serializers.CharField(required=False, help_text=_DATE_HELP)
+    created_date__lte = serializers.CharField(required=False, help_text=_DATE_HELP)
+    retry_count__gte = serializers.IntegerField(required=False)
+    is_exhausted = serializers.BooleanField(required=False)
+    confirm = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Required (true) when more than 10,000 events match.",
+    )
+
+
+class BulkRetryResultSerializer(serializers.Serializer):
+    scheduled = serializers.IntegerField(
+        help_text="Undelivered events matching the filters: each gets a new round."
+    )

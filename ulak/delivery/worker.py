@@ -265,6 +265,9 @@ class Worker:
                 1, thread_name_prefix="ulak-claim"
             )
             self.claim_queue.dedicate_to_claims()
+            # Outcomes commit without waiting for the WAL flush (see the method's doc: an
+            # outcome lost in a server crash means the event is sent again, at-least-once).
+            self.queue.relax_commit_durability()
         self._callback_executor = concurrent.futures.ThreadPoolExecutor(
             2, thread_name_prefix="ulak-callback"
         )
@@ -529,7 +532,10 @@ class Worker:
 
     async def _attempt(self, event: ClaimedEvent, webhook: WebhookSettings, target: str) -> None:
         try:
-            if not await self._lease_covers(event, webhook):
+            # The common case (the lease outlives the deadline) without awaiting a coroutine.
+            if time.time() + webhook.timeout + LEASE_MARGIN_SECONDS > event.lease_expires_ts and (
+                not await self._lease_covers(event, webhook)
+            ):
                 self.stats["lease_lost"] += 1
                 self._releases.append((event.id, target))
                 self._records_ready.set()

@@ -40,8 +40,13 @@ class Command(BaseCommand):
         listing = actions.add_parser("list", help="one line per event, newest first")
         add_filters(listing)
         listing.add_argument("--limit", type=int, default=LIST_LIMIT_DEFAULT)
-        retry = actions.add_parser("retry", help="bulk retry of undelivered events")
+        retry = actions.add_parser(
+            "retry", help="bulk retry: matching undelivered events get a new round of attempts"
+        )
         add_filters(retry)
+        retry.add_argument("--since", metavar="DATE", help="created at or after (date or datetime)")
+        retry.add_argument("--until", metavar="DATE", help="created before (date or datetime)")
+        retry.add_argument("--status", type=int, help="only events whose last HTTP status was this")
 
     def handle(self, *args, action: str, **options):
         if action == "list":
@@ -72,16 +77,61 @@ class Command(BaseCommand):
             )
 
     def retry_events(self, options) -> None:
-        from ulak.management.progress import ProgressBar
-        from ulak.queue import schedule_retry
+        """The bulk retry of the API, in the foreground: the same retry request, worked
+        through here batch by batch (one short transaction each) with a progress bar."""
+        import time
 
-        events = filtered_events(options).filter(delivered=False)
-        ids = list(events.order_by("id").values_list("id", flat=True))
+        from ulak.management.progress import ProgressBar
+        from ulak.models import RetryRequest
+        from ulak.queue import process_retry_requests
+        from ulak.recovery import BulkRetryError, request_bulk_retry
+
+        try:
+            bulk = request_bulk_retry(
+                retry_filters(options), owner_id=None, confirm=True, requested_by="cli"
+            )
+        except BulkRetryError as error:
+            raise CommandError(str(error)) from None
+        if bulk.request is None:
+            self.stdout.write("no undelivered event matches: nothing to retry")
+            return
+        request_id = bulk.request.pk
         bar = ProgressBar("scheduling")
-        scheduled = 0
-        # Bounded batches: each is a short transaction, so the worker keeps going meanwhile.
-        for start in range(0, len(ids), 1000):
-            scheduled += schedule_retry(ids[start : start + 1000])
-            bar.update(scheduled, len(ids))
+        while True:
+            progress = process_retry_requests(request_id=request_id)
+            if progress is None:
+                # A worker is on this request right now (PostgreSQL), or has finished it.
+                request = RetryRequest.objects.get(pk=request_id)
+                if request.finished_date or request.cursor >= request.last_event_id:
+                    break
+                time.sleep(0.05)
+                continue
+            bar.update(progress.scheduled + progress.deferred, progress.matched)
+            if progress.finished or not progress.walking:
+                break  # what is left is held by workers: they finish it as they let go
         bar.finish()
-        self.stdout.write(f"scheduled {scheduled} event(s) for a new round")
+        request = RetryRequest.objects.get(pk=request_id)
+        self.stdout.write(f"scheduled {request.scheduled} event(s) for a new round")
+        if request.deferred_ids:
+            self.stdout.write(
+                f"{len(request.deferred_ids)} event(s) being attempted right now get theirs "
+                f"when the attempt ends (retry request {request_id}, finished by the workers)"
+            )
+
+
+def retry_filters(options) -> dict[str, object]:
+    """The command line's filters as the API's bulk-retry filters."""
+    filters: dict[str, object] = {}
+    if options.get("event_type"):
+        filters["event_type"] = options["event_type"]
+    if options.get("webhook") is not None:
+        filters["webhook"] = options["webhook"]
+    if options.get("exhausted"):
+        filters["is_exhausted"] = True
+    if options.get("since"):
+        filters["created_date__gte"] = options["since"]
+    if options.get("until"):
+        filters["created_date__lt"] = options["until"]
+    if options.get("status") is not None:
+        filters["response_http_status"] = options["status"]
+    return filters
