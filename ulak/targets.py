@@ -392,6 +392,28 @@ def _check_port(port: str) -> None:
         raise TargetRefused("target_url port must be a number from 1 to 65535")
 
 
+def judge_host_without_dns(host: str, networks: tuple[Network, ...]) -> bool:
+    """Judge a normalised host that needs no DNS: an IP literal in any spelling, or a
+    ``localhost`` name (judged as 127.0.0.1 and ::1). True when judged (and allowed),
+    False for any other name; raises ``TargetRefused`` when refused."""
+    try:
+        literal = parse_ip_literal(host)
+    except ValueError:
+        raise TargetRefused("target_url host is not a valid IP address") from None
+    if literal is not None:
+        description = describe_refused_address(literal, networks)
+        if description is not None:
+            raise TargetRefused(f"target is {description}, which is not allowed")
+        return True
+    if is_localhost_name(host):
+        for address in LOCALHOST_ADDRESSES:
+            description = describe_refused_address(address, networks)
+            if description is not None:
+                raise TargetRefused(f"target is localhost, {description}, which is not allowed")
+        return True
+    return False
+
+
 def check_target_url(
     url: str,
     *,
@@ -422,22 +444,9 @@ def check_target_url(
     if not raw_host:
         raise TargetRefused("target_url has no host")
     host = normalize_host(raw_host)
-    try:
-        literal = parse_ip_literal(host)
-    except ValueError:
-        raise TargetRefused("target_url host is not a valid IP address") from None
-    if literal is not None:
-        description = describe_refused_address(literal, networks)
-        if description is not None:
-            raise TargetRefused(f"target is {description}, which is not allowed")
+    if judge_host_without_dns(host, networks):
         return
     _check_host_name(host)
-    if is_localhost_name(host):
-        for address in LOCALHOST_ADDRESSES:
-            description = describe_refused_address(address, networks)
-            if description is not None:
-                raise TargetRefused(f"target is localhost, {description}, which is not allowed")
-        return
     if resolve is None:
         return
     try:

@@ -38,7 +38,7 @@ from ulak.targets import (
     Network,
     TargetRefused,
     describe_refused_address,
-    is_localhost_name,
+    judge_host_without_dns,
     normalize_host,
     parse_ip_literal,
     parse_networks,
@@ -75,22 +75,7 @@ def check_request_host(
     """
     if not host:
         raise TargetRefused("target_url has no host")
-    networks = _networks(allowed_networks)
-    normalized = normalize_host(host)
-    try:
-        literal = parse_ip_literal(normalized)
-    except ValueError:
-        raise TargetRefused("target_url host is not a valid IP address") from None
-    if literal is not None:
-        description = describe_refused_address(literal, networks)
-        if description is not None:
-            raise TargetRefused(f"target is {description}, which is not allowed")
-        return
-    if is_localhost_name(normalized):
-        for address in ("127.0.0.1", "::1"):
-            description = describe_refused_address(address, networks)
-            if description is not None:
-                raise TargetRefused(f"target is localhost, {description}, which is not allowed")
+    judge_host_without_dns(normalize_host(host), _networks(allowed_networks))
 
 
 class SafeResolver(AbstractResolver):
