@@ -29,10 +29,14 @@ lint: install-test
 	$(BIN)/ruff check ulak tests bench
 	$(BIN)/ruff format --check ulak tests bench
 
-bench: install-test
+$(VENV)/.bench-deps: $(VENV)/.test-deps
+	$(BIN)/pip install -q -e '.[test,bench]'
+	@touch $@
+
+bench: $(VENV)/.bench-deps
 	$(BIN)/python -m bench
 
-bench-quick: install-test
+bench-quick: $(VENV)/.bench-deps
 	$(BIN)/python -m bench --quick
 
 clean:
