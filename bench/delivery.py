@@ -269,6 +269,58 @@ def part_publish(rate: float, seconds: float, batch_interval: float) -> dict[str
     return {"commits": commits, "rate": round(len(commits) / elapsed, 1), "per_batch": per_batch}
 
 
+def part_seed_backlog(backlog_url: str, fresh_url: str, count: int) -> dict[str, Any]:
+    """Two webhooks told apart by a routing attribute; ``count`` due events for the first."""
+    setup_django()
+    from django.db import connection
+
+    from ulak.models import Webhook, WebhookEvent
+    from ulak.publishing import publish_many
+
+    WebhookEvent.objects.all().delete()
+    Webhook.objects.all().delete()
+    for lane, url in (("backlog", backlog_url), ("fresh", fresh_url)):
+        Webhook.objects.create(
+            target_url=url,
+            event_type=EVENT_TYPE,
+            secret_key=SECRET,
+            retry_countdown_config={"choice": "fixed", "kwargs": {"seconds": 60}},
+            config={"timeout": 10, "lane": lane},
+        )
+    payload = build_package_payload(8 * 1024)
+    started = time.perf_counter()
+    for start in range(0, count, 2000):
+        batch = min(2000, count - start)
+        publish_many(
+            [{"event_type": EVENT_TYPE, "payload": payload, "config_filter": {"lane": "backlog"}}]
+            * batch
+        )
+    seconds = time.perf_counter() - started
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE ulak_webhookevent")
+    return {"events": count, "seconds": round(seconds, 2)}
+
+
+def part_publish_fresh(count: int, interval: float) -> dict[str, Any]:
+    """Publish ``count`` events, one per transaction, to the "fresh" webhook only; print
+    (uuid hex, commit time) pairs."""
+    setup_django()
+    from django.db import transaction
+
+    from ulak.publishing import publish
+
+    payload = build_package_payload(2048)
+    commits: list[tuple[str, float]] = []
+    for _ in range(count):
+        with transaction.atomic():
+            events = publish(EVENT_TYPE, payload, config_filter={"lane": "fresh"})
+        committed = time.time()
+        commits.extend((event.uuid.hex, committed) for event in events)
+        time.sleep(interval)
+    return {"commits": commits}
+
+
 async def blast(url: str, seconds: float, warmup: float, concurrency: int) -> dict[str, Any]:
     """The loopback limit: a bare keep-alive aiohttp client, ``concurrency`` requests at a time."""
     import aiohttp
@@ -640,6 +692,7 @@ class Bench:
             first = min(s["first_at"] for s in healthy)
             last = max(s["last_at"] for s in healthy)
             results[label] = round((per_webhook * 9 - 1) / (last - first), 1)
+        fresh = self.fresh_beside_backlog(env, ports[0], ports[1], ports[2])
         self.stop(receiver)
         return {
             "targets": 10,
@@ -647,7 +700,54 @@ class Bench:
             "healthy_events_per_second_without": results["without_hanging_target"],
             "healthy_events_per_second_with": results["with_hanging_target"],
             "ratio": round(results["with_hanging_target"] / results["without_hanging_target"], 3),
+            "fresh_event_latency_ms": fresh["p50_ms"],
+            "fresh_event_latency": fresh,
         }
+
+    def fresh_beside_backlog(
+        self, env: dict[str, str], control_port: int, backlog_port: int, fresh_port: int
+    ) -> dict[str, Any]:
+        """One target drains a big backlog while another gets fresh events: their latency
+        (commit to arrival), published once the backlog's delivery is under way."""
+        backlog = 10_000 if self.quick else 100_000
+        control = f"http://127.0.0.1:{control_port}"
+        get_json(control + "/reset")
+        run_part(
+            "seed-backlog",
+            env,
+            "--url",
+            f"http://127.0.0.1:{backlog_port}/hook",
+            "--urls",
+            f"http://127.0.0.1:{fresh_port}/hook",
+            "--events",
+            str(backlog),
+        )
+        worker = self.start_worker(env)
+        deadline = time.monotonic() + 120
+        while get_json(control + "/stats")[str(backlog_port)]["count"] < min(1000, backlog // 10):
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise RuntimeError("backlog run stalled")
+            time.sleep(0.05)
+        published = run_part("publish-fresh", env, "--events", "20", "--interval", "0.1")
+        wanted = {uuid for uuid, _ in published["commits"]}
+        deadline = time.monotonic() + 30
+        while True:
+            arrivals = get_json(control + "/arrivals")
+            if wanted <= arrivals.keys() or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        backlog_delivered = get_json(control + "/stats")[str(backlog_port)]["count"]
+        self.stop(worker)
+        delays = [arrivals[uuid] - at for uuid, at in published["commits"] if uuid in arrivals]
+        summary = summarize_latencies(delays) if delays else {"samples": 0, "p50_ms": None}
+        summary.update(
+            {
+                "backlog_events": backlog,
+                "backlog_delivered_at_the_end": backlog_delivered,
+                "not_delivered_within_30_s": len(wanted) - len(delays),
+            }
+        )
+        return summary
 
     def memory(self, env: dict[str, str], receiver: str) -> dict[str, Any]:
         count = 100_000 if self.quick else 1_000_000
@@ -793,6 +893,10 @@ def run_child_part(options: argparse.Namespace) -> int:
         answer = part_publish(options.rate, options.seconds, options.interval)
     elif part == "blast":
         answer = part_blast(options.url, options.seconds)
+    elif part == "seed-backlog":
+        answer = part_seed_backlog(options.url, options.urls, options.events or 0)
+    elif part == "publish-fresh":
+        answer = part_publish_fresh(options.events or 0, options.interval)
     else:
         raise SystemExit(f"unknown part {part}")
     print(json.dumps(answer))
