@@ -6,10 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import signal
-import subprocess
 import sys
-import tempfile
-import time
 import uuid
 
 import pytest
@@ -18,6 +15,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from tests.conftest import client_for, make_user
+from tests.processes import running_worker, wait_until
 from tests.receivers import LOOPBACK_NETWORKS, Receiver, make_events, make_webhook
 from ulak.delivery.outcome import AttemptOutcome, OutcomeKind
 from ulak.models import RetryRequest, Webhook, WebhookEvent
@@ -462,15 +460,6 @@ def test_the_command_retries_by_filters_with_a_progress_bar(user, monkeypatch):
 # --- end to end: a target that fails, then recovers --------------------------------------------
 
 
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_bulk_retry_recovers_events_a_failing_target_exhausted(
     settings, subprocess_env, user, user_client
@@ -485,12 +474,8 @@ def test_a_bulk_retry_recovers_events_a_failing_target_exhausted(
             config={"max_retry_count": 2},
         )
         events = make_events(webhook, 5)
-        log = tempfile.TemporaryFile()
         env = {**subprocess_env, "ULAK_POLL_INTERVAL": "0.1", "ULAK_HEARTBEAT_SECONDS": "0.5"}
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "django", "worker"], env=env, stdout=log, stderr=log
-        )
-        try:
+        with running_worker(env) as worker:
             exhausted = WebhookEvent.objects.filter(is_exhausted=True, delivered=False)
             wait_until(lambda: exhausted.count() == 5, 30, "the events to exhaust")
             assert len(receiver.received()) == 10
@@ -505,14 +490,6 @@ def test_a_bulk_retry_recovers_events_a_failing_target_exhausted(
             wait_until(lambda: delivered.count() == 5, 30, "the bulk retry to deliver")
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(20) == 0
-        finally:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait(10)
-            log.seek(0)
-            output = log.read().decode(errors="replace")
-            log.close()
-        assert "Traceback" not in output, output
     for event in events:
         event.refresh_from_db()
         assert event.retry_count == 3 and event.is_exhausted is False

@@ -13,6 +13,7 @@ import time
 import pytest
 from django.db import connection
 
+from tests.processes import wait_until
 from tests.receivers import Receiver, make_events, make_webhook
 from ulak.models import WebhookEvent, WorkerHeartbeat
 
@@ -70,15 +71,6 @@ def workers(subprocess_env):
     yield start
     for worker in started:
         worker.stop()
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def delivered_count() -> int:
