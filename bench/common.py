@@ -277,6 +277,25 @@ def summarize_latencies(seconds: Sequence[float]) -> dict[str, float | int]:
     }
 
 
+def run_json_part(
+    module: str, part: str, env: Mapping[str, str], *extra: str, timeout: float = 1800
+) -> Any:
+    """Run ``python -m MODULE --part PART ...`` in a child (its own Django settings and
+    database); its last stdout line is the JSON answer."""
+    completed = subprocess.run(
+        [sys.executable, "-m", module, "--part", part, *extra],
+        env=dict(env),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"part {part} failed:\n{completed.stderr[-4000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
 # --------------------------------------------------------------------------- machine
 
 

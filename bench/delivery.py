@@ -46,6 +46,7 @@ from bench.common import (
     postgres_server,
     print_json,
     raise_on_termination_signals,
+    run_json_part,
     summarize_latencies,
     wait_for_http,
 )
@@ -118,19 +119,8 @@ def machine_busy_seconds() -> float:
 
 
 def run_part(part: str, env: dict[str, str], *extra: str, timeout: float = 1800) -> Any:
-    """Run ``python -m bench.delivery --part PART`` in a child; its last stdout line is JSON."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.delivery", "--part", part, *extra],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"part {part} failed:\n{completed.stderr[-4000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    """Run one of this module's child parts (see ``run_child_part``)."""
+    return run_json_part("bench.delivery", part, env, *extra, timeout=timeout)
 
 
 # --------------------------------------------------------------------------- child parts

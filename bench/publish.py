@@ -29,7 +29,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +44,7 @@ from bench.common import (
     postgres_server,
     print_json,
     raise_on_termination_signals,
+    run_json_part,
     wait_for_http,
 )
 from bench.payload import build_package_payload
@@ -251,17 +251,8 @@ def part_setup() -> dict[str, Any]:
 
 
 def run_part(part: str, env: dict[str, str], *extra: str) -> dict[str, Any]:
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.publish", "--part", part, *extra],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"part {part} failed:\n{completed.stderr[-3000:]}")
-    return json.loads(completed.stdout)
+    """Run one of this module's child parts in its own process and database settings."""
+    return run_json_part("bench.publish", part, env, *extra)
 
 
 # --------------------------------------------------------------------------- HTTP clients

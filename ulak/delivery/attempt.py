@@ -92,16 +92,7 @@ def attempt_event_now(event_id: int, *, using: str = "default") -> AttemptResult
     )
     recorded = queue.record_outcomes(owner, [record]) == 1
     if webhook.callback:
-        run_callback(
-            webhook.callback,
-            outcome,
-            url=webhook.target_url,
-            event_type=webhook.event_type,
-            request_payload=event.request_payload,
-            content_type_id=event.content_type_id,
-            object_id=event.object_id,
-            event_id=event.id,
-        )
+        run_callback(webhook, event, outcome)
     content = (
         outcome.error if outcome.error is not None else outcome.body.decode("utf-8", "replace")
     )

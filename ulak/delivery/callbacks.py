@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 from django.utils.module_loading import import_string
 
 from ulak.conf import setting
 from ulak.delivery.outcome import AttemptOutcome, AttemptResponse
+
+if TYPE_CHECKING:
+    from ulak.queue import ClaimedEvent, WebhookSettings
 
 logger = logging.getLogger(__name__)
 
@@ -37,18 +40,15 @@ def load_instance(content_type_id: int | None, object_id: int | None) -> Any:
 
 
 def run_callback(
-    path: str,
+    webhook: WebhookSettings,
+    event: ClaimedEvent,
     outcome: AttemptOutcome,
     *,
-    url: str,
-    event_type: str,
-    request_payload: str,
-    content_type_id: int | None,
-    object_id: int | None,
-    event_id: int,
     close_connections: bool = False,
 ) -> bool:
-    """Run ``path``'s callable for one attempt; True when it ran without raising."""
+    """Run the webhook's callback for one attempt; True when it ran without raising."""
+    path = webhook.callback
+    event_id = event.id
     try:
         if path not in set(setting("ULAK_CALLBACKS")):
             logger.warning(
@@ -57,10 +57,10 @@ def run_callback(
             return False
         function = import_string(path)
         function(
-            AttemptResponse(outcome, url),
-            event_type,
-            load_instance(content_type_id, object_id),
-            json.loads(request_payload),
+            AttemptResponse(outcome, webhook.target_url),
+            webhook.event_type,
+            load_instance(event.content_type_id, event.object_id),
+            json.loads(event.request_payload),
         )
         return True
     except Exception:

@@ -581,18 +581,7 @@ class Worker:
     ) -> None:
         future = self._loop.run_in_executor(
             self._callback_executor,
-            functools.partial(
-                run_callback,
-                webhook.callback,
-                outcome,
-                url=webhook.target_url,
-                event_type=webhook.event_type,
-                request_payload=event.request_payload,
-                content_type_id=event.content_type_id,
-                object_id=event.object_id,
-                event_id=event.id,
-                close_connections=True,
-            ),
+            functools.partial(run_callback, webhook, event, outcome, close_connections=True),
         )
         self._callbacks.add(future)
 
