@@ -364,7 +364,7 @@ def describe_machine(database_url: str | None = None) -> dict[str, Any]:
             "aiohttp": _package_version("aiohttp"),
             "uvloop": _package_version("uvloop"),
             "psycopg": _package_version("psycopg"),
-            "gunicorn": _package_version("gunicorn"),
+            "granian": _package_version("granian"),
             "ulak": _package_version("ulak"),
             "postgresql": _postgres_version(database_url),
             "sqlite": sqlite3.sqlite_version,

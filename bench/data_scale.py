@@ -5,7 +5,7 @@
 For each database engine (SQLite, and a throw-away PostgreSQL server), three data sets are
 loaded with raw SQL (``generate_series`` on PostgreSQL, a recursive CTE on SQLite), each
 into a database of its own cloned from one migrated template, and each is served by a real
-API server (``ulak api``: gunicorn, 2 processes) answering
+API server (``ulak api``: granian, 2 processes) answering
 ``GET /api/v1/oms/settings/undelivered_webhooks/`` over HTTP on loopback:
 
 - ``baseline``: 10,000 events, all undelivered;
@@ -591,7 +591,7 @@ def run_data_scale(
     result: dict[str, Any] = {
         "scenario": "data_scale",
         "what": (
-            "p95 latency over HTTP (ulak api, gunicorn 2 processes, sequential keep-alive"
+            "p95 latency over HTTP (ulak api, granian 2 processes, sequential keep-alive"
             " requests) of the undelivered list: first page, filtered page, page 200"
         ),
         "quick": quick,

@@ -438,3 +438,37 @@ def test_a_request_racing_another_process_returns_that_processes_answer(superuse
     assert WebhookEvent.objects.count() == 1
     assert WebhookEvent.objects.get().webhook_id == webhook.id
     assert "answered first" in caplog.text  # it went through the unique-index path
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("accept", ["text/html", "application/xml", "*/*"])
+def test_publishing_answers_json_whatever_accept_says(admin_client_api, accept):
+    make_webhook()
+    response = post(
+        admin_client_api,
+        {"event_type": "package.created", "payload": {"id": 1}},
+        HTTP_ACCEPT=accept,
+    )
+    assert response.status_code == 202, response.content
+    assert response["Content-Type"] == "application/json"
+    refused = post(
+        admin_client_api, {"event_type": "no.such.type", "payload": {}}, HTTP_ACCEPT=accept
+    )
+    assert refused.status_code == 400
+    assert refused["Content-Type"].startswith("application/json")
+    assert "no.such.type" in refused.json()["event_type"][0]
+
+
+@pytest.mark.django_db
+def test_each_publish_gets_its_own_timestamps_and_lists(admin_client_api):
+    make_webhook()
+    first = post(admin_client_api, {"event_type": "package.created", "payload": {"n": 1}})
+    time.sleep(0.01)
+    second = post(admin_client_api, {"event_type": "package.created", "payload": {"n": 2}})
+    assert first.status_code == second.status_code == 202
+    older, newer = WebhookEvent.objects.order_by("id")
+    assert newer.created_date > older.created_date
+    assert newer.next_attempt_at > older.next_attempt_at
+    created = ulak.publish_many([{"event_type": "package.created", "payload": {"n": 3}}] * 2)
+    created[0].request_datetimes.append("2026-11-28T10:00:00Z")
+    assert created[1].request_datetimes == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from django.contrib.auth import get_user_model
 from django.db import connection
 from rest_framework import authentication, exceptions
@@ -14,6 +16,7 @@ from ulak.models import ApiToken
 _USER_FIELDS = {"id", "password", "last_login", "is_superuser", "username", "is_active", "is_staff"}
 
 
+@functools.cache
 def _user_fields() -> list:
     """The user model's fields we load, in the model's order (``from_db`` expects it)."""
     user_model = get_user_model()
@@ -24,7 +27,9 @@ def _user_fields() -> list:
     ]
 
 
-def _lookup_sql() -> str:
+@functools.cache
+def _lookup_sql(vendor: str) -> str:
+    """The lookup's SQL, built once per database vendor (quoting differs)."""
     user_model = get_user_model()
     quote = connection.ops.quote_name
     columns = ", ".join(f"u.{quote(field.column)}" for field in _user_fields())
@@ -33,6 +38,11 @@ def _lookup_sql() -> str:
         f"JOIN {quote(user_model._meta.db_table)} u ON u.{quote(user_model._meta.pk.column)} = t.user_id "
         "WHERE t.key_hash = %s AND NOT t.revoked"
     )
+
+
+@functools.cache
+def _user_attnames() -> list[str]:
+    return [field.attname for field in _user_fields()]
 
 
 class TokenAuthentication(authentication.BaseAuthentication):
@@ -52,11 +62,11 @@ class TokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid token header.") from None
         user_model = get_user_model()
         with connection.cursor() as cursor:
-            cursor.execute(_lookup_sql(), [ApiToken.hash_key(key)])
+            cursor.execute(_lookup_sql(connection.vendor), [ApiToken.hash_key(key)])
             row = cursor.fetchone()
         if row is None:
             raise exceptions.AuthenticationFailed("Invalid token.")
-        names = [field.attname for field in _user_fields()]
+        names = _user_attnames()
         # from_db marks the instance as loaded from the database (saves update, not insert).
         user = user_model.from_db(connection.alias, names, row[1:])
         if not user.is_active:
