@@ -32,6 +32,9 @@ DEFAULTS: dict[str, Any] = {
     # Keys that encrypt webhook secrets at rest, newest first; old ones still decrypt.
     # Empty: one key derived from Django's SECRET_KEY.
     "ULAK_SECRET_KEYS": [],
+    # The API's hot statements (token lookup, webhook match, insert) as prepared statements
+    # on PostgreSQL. False behind PgBouncer in transaction mode before 1.21.
+    "ULAK_PREPARED_STATEMENTS": True,
     # API throttling per token, for example "100/second"; None turns it off.
     "ULAK_THROTTLE_RATE": None,
     # Lease a worker takes on claimed events (seconds); a dead worker's events come back after it.

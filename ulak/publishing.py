@@ -29,6 +29,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.utils import timezone
 
 from ulak import events as event_registry
+from ulak import statements
 from ulak.conf import setting
 from ulak.models import Webhook, WebhookEvent
 
@@ -142,6 +143,15 @@ def publish_many(
     rows = _build_rows(prepared, webhooks_for)
     if not rows:
         return []
+    connection = connections[database]
+    if (
+        connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+        and len(rows) <= _UNNEST_BATCH_ROWS
+    ):
+        # Outside a transaction, one statement inserts the rows and queues the NOTIFY and
+        # commits on its own: no BEGIN, separate NOTIFY and COMMIT round trips.
+        return _insert_rows(rows, database, notify=True)
     # A savepoint when the caller is in a transaction (a failure here leaves the caller's
     # transaction usable), a transaction of its own otherwise: the rows and the wake-up
     # notification commit together or not at all.
@@ -374,9 +384,9 @@ def _fetch_active_webhooks(event_types: list[str], database: str) -> list[tuple[
     running it.
     """
     connection = connections[database]
-    with connection.cursor() as cursor:
-        cursor.execute(_webhooks_sql(connection, len(event_types)), [True, *event_types])
-        rows = cursor.fetchall()
+    rows = statements.fetch_all(
+        connection, _webhooks_sql(connection, len(event_types)), [True, *event_types]
+    )
     # SQLite (and Django's psycopg set-up) give the JSON column as text.
     return [
         (webhook_id, event_type, json.loads(config) if isinstance(config, str) else config)
@@ -472,7 +482,10 @@ _NOW_FIELDS = ("created_date", "modified_date", "next_attempt_at")
 
 
 def _insert_rows(
-    rows: list[tuple[int, uuid.UUID, str, int | None, int | None]], database: str
+    rows: list[tuple[int, uuid.UUID, str, int | None, int | None]],
+    database: str,
+    *,
+    notify: bool = False,
 ) -> list[WebhookEvent]:
     """Insert the rows with INSERT ... RETURNING statements; return the WebhookEvents.
 
@@ -500,7 +513,7 @@ def _insert_rows(
             layout.append((-1, *defaults[field.attname]))
 
     if connection.vendor == "postgresql":
-        ids_by_uuid = _insert_postgresql(connection, fields, layout, rows)
+        ids_by_uuid = _insert_postgresql(connection, fields, layout, rows, notify=notify)
     else:
         ids_by_uuid = _insert_values(connection, fields, layout, rows)
 
@@ -553,23 +566,42 @@ def _returning(connection: Any) -> str:
     return f" RETURNING {quote(meta.pk.column)}, {quote(meta.get_field('uuid').column)}"
 
 
-def _read_ids(cursor: Any, ids_by_uuid: dict[str, int]) -> None:
-    for event_id, event_uuid in cursor.fetchall():
+def _read_ids(fetched: list[tuple], ids_by_uuid: dict[str, int]) -> None:
+    for event_id, event_uuid in fetched:
         key = event_uuid.hex if isinstance(event_uuid, uuid.UUID) else event_uuid
         ids_by_uuid[key.replace("-", "")] = event_id
 
 
-def _insert_postgresql(connection: Any, fields: list, layout: list, rows: list) -> dict[str, int]:
-    """INSERT ... SELECT FROM unnest(one array per varying column); constants once each."""
+_UNNEST_BATCH_ROWS = 5000
+
+
+def _insert_postgresql(
+    connection: Any, fields: list, layout: list, rows: list, *, notify: bool = False
+) -> dict[str, int]:
+    """INSERT ... SELECT FROM unnest(one array per varying column); constants once each.
+
+    ``notify``: the statement also queues the workers' NOTIFY (one batch only).
+    """
     sql, positions = _unnest_sql(connection, fields, layout)
     constants = [database_value for position, _, database_value in layout if position < 0]
+    extra: list[Any] = []
+    if notify:
+        if len(rows) > _UNNEST_BATCH_ROWS:
+            raise ValueError("notify=True takes one batch of rows")
+        # pg_notify in a one-row subquery runs once, whatever the number of rows.
+        sql = (
+            f"WITH inserted AS ({sql}) SELECT inserted.* FROM inserted "
+            "CROSS JOIN (SELECT pg_notify(%s, '')) AS woken"
+        )
+        extra = [WAKEUP_CHANNEL]
     ids_by_uuid: dict[str, int] = {}
-    for start in range(0, len(rows), 5000):
-        batch = rows[start : start + 5000]
+    for start in range(0, len(rows), _UNNEST_BATCH_ROWS):
+        batch = rows[start : start + _UNNEST_BATCH_ROWS]
         columns = [[row[position] for row in batch] for position in positions]
-        with _server_binding_cursor(connection) as cursor:
-            cursor.execute(sql, [*constants, *columns])
-            _read_ids(cursor, ids_by_uuid)
+        fetched = statements.fetch_all(
+            connection, sql, [*constants, *columns, *extra], server_binding=True
+        )
+        _read_ids(fetched, ids_by_uuid)
     return ids_by_uuid
 
 
@@ -605,22 +637,6 @@ def _unnest_sql(connection: Any, fields: list, layout: list) -> tuple[str, list[
     return sql, positions
 
 
-def _server_binding_cursor(connection: Any) -> Any:
-    """A psycopg cursor that sends parameters apart from the query, in Django's wrapper.
-
-    Django's cursors bind on the client: psycopg then quotes every value into the SQL text,
-    which for thousands of bodies cost more than the insert. The wrapper keeps Django's
-    query logging and execute wrappers.
-    """
-    import psycopg
-
-    connection.ensure_connection()
-    raw_cursor = psycopg.Cursor(connection.connection)
-    if connection.queries_logged:
-        return connection.make_debug_cursor(raw_cursor)
-    return connection.make_cursor(raw_cursor)
-
-
 def _insert_values(connection: Any, fields: list, layout: list, rows: list) -> dict[str, int]:
     """Multi-row INSERT ... VALUES, as many rows a statement as SQLite's parameter limit allows."""
     native_uuid = connection.features.has_native_uuid_field
@@ -644,7 +660,7 @@ def _insert_values(connection: Any, fields: list, layout: list, rows: list) -> d
             batch = database_rows[start : start + batch_size]
             sql = _insert_values_sql(connection, fields, len(batch))
             cursor.execute(sql, [value for values in batch for value in values])
-            _read_ids(cursor, ids_by_uuid)
+            _read_ids(cursor.fetchall(), ids_by_uuid)
     return ids_by_uuid
 
 
@@ -706,5 +722,4 @@ def _notify_workers(database: str) -> None:
     connection = connections[database]
     if connection.vendor != "postgresql":
         return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_notify(%s, '')", [WAKEUP_CHANNEL])
+    statements.fetch_all(connection, "SELECT pg_notify(%s, '')", [WAKEUP_CHANNEL])

@@ -42,7 +42,7 @@ from typing import Any
 
 from django.db import connections, transaction
 
-from ulak import retry
+from ulak import retry, statements
 from ulak.conf import setting
 from ulak.delivery.outcome import AttemptOutcome
 
@@ -453,10 +453,7 @@ class Queue:
         statements can be prepared once per connection (Django's own cursors bind on the client
         and never prepare). SQLite: Django's cursor."""
         if self.vendor == "postgresql":
-            import psycopg
-
-            self.connection.ensure_connection()
-            return psycopg.Cursor(self.connection.connection)
+            return statements.raw_cursor(self.connection)
         return self.connection.cursor()
 
     def dedicate_to_claims(self) -> None:

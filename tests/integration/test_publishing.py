@@ -267,6 +267,43 @@ def test_workers_are_notified_on_commit_only():
         listener.close()
 
 
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_one_statement_inserts_and_notifies():
+    make_webhook()
+    make_webhook()
+    listener = listen_connection()
+    try:
+        created = ulak.publish("package.created", {"id": 5})
+        assert received(listener, 2) == ["ulak_events"]
+        # Committed at once, and once: both webhooks' events, with the ids the answer gives.
+        assert sorted(e.id for e in created) == sorted(
+            WebhookEvent.objects.values_list("id", flat=True)
+        )
+        assert len(created) == 2
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            prepared = [row[0] for row in cursor.fetchall()]
+        # The hot statements are prepared once per connection, not planned per request.
+        assert any("pg_notify" in text and "INSERT INTO" in text for text in prepared), prepared
+        assert any("is_active" in text for text in prepared), prepared
+    finally:
+        listener.close()
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_prepared_statements_can_be_turned_off(settings):
+    settings.ULAK_PREPARED_STATEMENTS = False
+    make_webhook()
+    connection.close()  # a fresh connection: nothing prepared on it yet
+    assert len(ulak.publish("package.created", {"id": 6})) == 1
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone()[0] == 0
+    assert WebhookEvent.objects.count() == 1
+
+
 # --- payload fidelity -------------------------------------------------------------------
 
 

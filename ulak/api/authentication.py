@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from rest_framework import authentication, exceptions
 
+from ulak import statements
 from ulak.models import ApiToken
 
 # Every request runs this, so it is one indexed join in plain SQL: building the token and
@@ -61,9 +62,10 @@ class TokenAuthentication(authentication.BaseAuthentication):
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid token header.") from None
         user_model = get_user_model()
-        with connection.cursor() as cursor:
-            cursor.execute(_lookup_sql(connection.vendor), [ApiToken.hash_key(key)])
-            row = cursor.fetchone()
+        rows = statements.fetch_all(
+            connection, _lookup_sql(connection.vendor), [ApiToken.hash_key(key)]
+        )
+        row = rows[0] if rows else None
         if row is None:
             raise exceptions.AuthenticationFailed("Invalid token.")
         names = _user_attnames()

@@ -169,6 +169,11 @@ for _name in (
         globals()[_name] = float(os.environ[_name])
 # API throttling per token, e.g. "100/second"; unset = off.
 ULAK_THROTTLE_RATE = os.environ.get("ULAK_THROTTLE_RATE") or None
+ULAK_PREPARED_STATEMENTS = os.environ.get("ULAK_PREPARED_STATEMENTS", "1").lower() not in (
+    "0",
+    "false",
+    "no",
+)
 # Keys encrypting webhook secrets, newest first (comma-separated); unset = SECRET_KEY.
 ULAK_SECRET_KEYS = [
     key.strip() for key in os.environ.get("ULAK_SECRET_KEYS", "").split(",") if key.strip()
