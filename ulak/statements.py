@@ -1,4 +1,4 @@
-"""Hot SQL statements run as prepared statements on PostgreSQL.
+"""Hot SQL statements: prepared on PostgreSQL, straight to sqlite3 on SQLite.
 
 Django's psycopg cursors bind parameters on the client, so PostgreSQL parses and plans
 every statement again: for a one-event publish request (token lookup, webhook match,
@@ -7,11 +7,17 @@ apart from the SQL and ask psycopg to prepare the statement once per connection.
 
 Behind PgBouncer in transaction mode, prepared statements need PgBouncer 1.21 or later
 with ``max_prepared_statements`` set; ``ULAK_PREPARED_STATEMENTS = False`` turns them off.
-On SQLite (and with query logging on, as in DEBUG) Django's own cursor runs the statement.
+On SQLite the statement goes to the sqlite3 connection itself, its ``%s`` placeholders
+turned into ``?`` once (Django's cursor rewrites them with a regular expression on every
+call, and its wrappers cost as much again); sqlite3 keeps the compiled statement cached.
+
+Django's own cursor runs the statement when something watches queries: query logging
+(DEBUG, tests counting queries) or an ``execute_wrapper`` a project installed.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,24 +40,39 @@ def raw_cursor(connection: Any) -> Any:
     return psycopg.Cursor(raw_connection)
 
 
+def _watched(connection: Any) -> bool:
+    """Whether a project or a test looks at the queries (they must go through Django)."""
+    return connection.queries_logged or bool(connection.execute_wrappers)
+
+
 def _prepares(connection: Any) -> bool:
     return (
         connection.vendor == "postgresql"
-        and not connection.queries_logged
         and bool(setting("ULAK_PREPARED_STATEMENTS"))
+        and not _watched(connection)
     )
 
 
 def fetch_all(
-    connection: Any, sql: str, params: Sequence[Any], *, server_binding: bool = False
+    connection: Any,
+    sql: str,
+    params: Sequence[Any],
+    *,
+    server_binding: bool = False,
+    prepare: bool = True,
 ) -> list[tuple]:
     """Rows of ``sql`` (empty for a statement without rows): prepared on PostgreSQL.
 
     ``server_binding``: the SQL uses psycopg's own placeholders (``%b`` for binary), so
-    even unprepared it goes through a server-binding cursor. Errors come out as Django's
+    even unprepared it goes through a server-binding cursor. ``prepare=False`` for bulk
+    statements: preparing one with thousands of rows made it slower, not faster. Errors come out as Django's
     database errors either way (IntegrityError and so on).
     """
-    if _prepares(connection):
+    if connection.vendor == "sqlite" and not _watched(connection):
+        connection.ensure_connection()
+        with connection.wrap_database_errors:
+            return connection.connection.execute(_qmark(sql), params).fetchall()
+    if prepare and _prepares(connection):
         with connection.wrap_database_errors:
             with raw_cursor(connection) as cursor:
                 cursor.execute(sql, params, prepare=True)
@@ -63,6 +84,20 @@ def fetch_all(
     with cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
+
+
+_QMARK_SQL: dict[str, str] = {}
+_FORMAT_PLACEHOLDER = re.compile(r"(?<!%)%s")  # Django's own pattern
+
+
+def _qmark(sql: str) -> str:
+    """``sql`` with sqlite3's placeholders, converted as Django's SQLite cursor does."""
+    converted = _QMARK_SQL.get(sql)
+    if converted is None:
+        converted = _FORMAT_PLACEHOLDER.sub("?", sql).replace("%%", "%")
+        if len(_QMARK_SQL) < 256:
+            _QMARK_SQL[sql] = converted
+    return converted
 
 
 def _server_binding_cursor(connection: Any) -> Any:
