@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import random
 import signal
 import socket
 import sqlite3
@@ -152,8 +153,33 @@ class ProcessSet:
 # --------------------------------------------------------------------------- loopback
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives outgoing connections (Linux; 32768 elsewhere)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as handle:
+            return int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
+    """A TCP port free on 127.0.0.1 right now, below the ephemeral range.
+
+    A port from bind(0) lies in the ephemeral range, where the kernel also picks the local
+    ports of outgoing connections: after the thousands of connections of a run, a receiver
+    started a moment later on such a port found it taken (EADDRINUSE). Below that range
+    only servers bind, so a port free now stays free.
+    """
+    low = min(_ephemeral_low(), 65535)
+    if low > 11000:
+        for _ in range(100):
+            port = random.randrange(10000, low)
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
