@@ -145,10 +145,11 @@ def fill_server_defaults(options: argparse.Namespace) -> None:
 
     SQLite has one writer at a time: a second API process makes every request re-read the
     pages the other one changed, and each thread contends for the GIL and the write lock.
-    One process with two threads served the most one-event publish requests per second
-    that still let a slow request run beside the others (bench.publish; one thread served
-    more, but then one slow client stops the API). PostgreSQL requests mostly wait on the
-    server, so more of them in flight help.
+    In bench.publish one process with one thread served the most one-event requests
+    (1,020 and 1,271 req/s in two full runs), with two threads 70-80% of that; two
+    processes did not do better. Two threads is the default so that one slow request does
+    not stop the others. PostgreSQL requests mostly wait on the server, so more of them in
+    flight help.
     """
     from django.db import connection
 

@@ -7,6 +7,7 @@ apart from the SQL and ask psycopg to prepare the statement once per connection.
 
 Behind PgBouncer in transaction mode, prepared statements need PgBouncer 1.21 or later
 with ``max_prepared_statements`` set; ``ULAK_PREPARED_STATEMENTS = False`` turns them off.
+
 On SQLite the statement goes to the sqlite3 connection itself, its ``%s`` placeholders
 turned into ``?`` once (Django's cursor rewrites them with a regular expression on every
 call, and its wrappers cost as much again); sqlite3 keeps the compiled statement cached.
