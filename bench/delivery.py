@@ -174,6 +174,24 @@ def part_seed(urls: list[str], events_per_webhook: int, body_bytes: int, timeout
     return {"events": WebhookEvent.objects.count(), "seconds": round(seconds, 2)}
 
 
+def raw_insert_sql(uuid_source: str) -> str:
+    """Due events for one webhook (parameters: its id, the payload's JSON, then those of
+    ``uuid_source``, which yields a uuid column ``u``), in plain PostgreSQL SQL.
+
+    The rows ``ulak.publish`` writes: the body of contract §3 with each row's own uuid
+    spliced in, every other column at its default.
+    """
+    return f"""
+        INSERT INTO ulak_webhookevent (
+            webhook_id, created_date, modified_date, uuid, request_payload, delivered,
+            request_datetimes, retry_count, next_attempt_at, is_exhausted, round_attempt_count)
+        SELECT %s, now(), now(), u, '{{"event":{{"type":"package.created","uuid":"'
+               || replace(u::text, '-', '') || '"}},"payload":' || %s || '}}',
+               false, '[]'::jsonb, 0, now(), false, 0
+        FROM {uuid_source}
+    """
+
+
 def part_seed_million(url: str, count: int) -> dict[str, Any]:
     """One webhook and ``count`` due events inserted by one INSERT ... generate_series (PG)."""
     setup_django()
@@ -192,17 +210,8 @@ def part_seed_million(url: str, count: int) -> dict[str, Any]:
     payload = json.dumps(build_package_payload(2048), ensure_ascii=False, separators=(",", ":"))
     started = time.perf_counter()
     with connection.cursor() as cursor:
-        # The body of contract §3 with each row's own uuid spliced in.
         cursor.execute(
-            """
-            INSERT INTO ulak_webhookevent (
-                webhook_id, created_date, modified_date, uuid, request_payload, delivered,
-                request_datetimes, retry_count, next_attempt_at, is_exhausted, round_attempt_count)
-            SELECT %s, now(), now(), u, '{"event":{"type":"package.created","uuid":"'
-                   || replace(u::text, '-', '') || '"},"payload":' || %s || '}',
-                   false, '[]'::jsonb, 0, now(), false, 0
-            FROM (SELECT gen_random_uuid() AS u FROM generate_series(1, %s)) AS generated
-            """,
+            raw_insert_sql("(SELECT gen_random_uuid() AS u FROM generate_series(1, %s)) AS made"),
             [webhook.id, payload, count],
         )
         cursor.execute("VACUUM ANALYZE ulak_webhookevent")
@@ -232,15 +241,7 @@ def part_publish(rate: float, seconds: float, batch_interval: float) -> dict[str
     payload = json.dumps(build_package_payload(), ensure_ascii=False, separators=(",", ":"))
     per_batch = max(1, round(rate * batch_interval))
     commits: list[tuple[str, float]] = []
-    insert = """
-        INSERT INTO ulak_webhookevent (
-            webhook_id, created_date, modified_date, uuid, request_payload, delivered,
-            request_datetimes, retry_count, next_attempt_at, is_exhausted, round_attempt_count)
-        SELECT %s, now(), now(), u, '{"event":{"type":"package.created","uuid":"'
-               || replace(u::text, '-', '') || '"},"payload":' || %s || '}',
-               false, '[]'::jsonb, 0, now(), false, 0
-        FROM unnest(%s::uuid[]) AS u
-    """
+    insert = raw_insert_sql("unnest(%s::uuid[]) AS u")
     with psycopg.connect(**params) as database:
         started = time.monotonic()
         next_at = started
@@ -364,10 +365,10 @@ def part_blast(url: str, seconds: float) -> dict[str, Any]:
 
 def part_recording_receiver(ports: list[int], hang_ports: list[int]) -> None:
     """A receiver on several ports that records each event's arrival; some ports never answer."""
-    import signal
-
     import uvloop
     from aiohttp import web
+
+    from bench.receiver import serve as serve_receiver
 
     arrivals: dict[str, float] = {}
     per_port: dict[int, dict[str, Any]] = {}
@@ -404,24 +405,12 @@ def part_recording_receiver(ports: list[int], hang_ports: list[int]) -> None:
         reset()
         return web.json_response({})
 
-    async def serve() -> None:
-        application = web.Application(client_max_size=32 * 1024 * 1024)
-        application.router.add_get("/stats", stats)
-        application.router.add_get("/arrivals", arrivals_view)
-        application.router.add_get("/reset", reset_view)
-        application.router.add_post("/{tail:.*}", receive)
-        runner = web.AppRunner(application, access_log=None, handle_signals=False)
-        await runner.setup()
-        for port in ports:
-            await web.TCPSite(runner, "127.0.0.1", port, backlog=4096, reuse_address=True).start()
-        stopped = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stopped.set)
-        await stopped.wait()
-        await runner.cleanup()
-
-    uvloop.run(serve())
+    application = web.Application(client_max_size=32 * 1024 * 1024)
+    application.router.add_get("/stats", stats)
+    application.router.add_get("/arrivals", arrivals_view)
+    application.router.add_get("/reset", reset_view)
+    application.router.add_post("/{tail:.*}", receive)
+    uvloop.run(serve_receiver(application, "127.0.0.1", ports))
 
 
 # --------------------------------------------------------------------------- orchestration

@@ -72,11 +72,12 @@ def build_application(counters: Counters) -> web.Application:
     return application
 
 
-async def serve(host: str, port: int) -> None:
-    runner = web.AppRunner(build_application(Counters()), access_log=None, handle_signals=False)
+async def serve(application: web.Application, host: str, ports: list[int]) -> None:
+    """Serve ``application`` on each of ``ports`` until SIGTERM or SIGINT."""
+    runner = web.AppRunner(application, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
-    await site.start()
+    for port in ports:
+        await web.TCPSite(runner, host, port, backlog=4096, reuse_address=True).start()
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -91,9 +92,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     options = parser.parse_args()
     if uvloop is not None:
-        uvloop.run(serve(options.host, options.port))
+        uvloop.run(serve(build_application(Counters()), options.host, [options.port]))
     else:
-        asyncio.run(serve(options.host, options.port))
+        asyncio.run(serve(build_application(Counters()), options.host, [options.port]))
 
 
 if __name__ == "__main__":

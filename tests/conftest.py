@@ -60,6 +60,23 @@ def make_user(username: str, *, superuser: bool = False):
 
 
 @pytest.fixture
+def loopback_allowed(settings):
+    """Targets on loopback allowed: the tests' receivers listen there (contract §6)."""
+    from tests.receivers import LOOPBACK_NETWORKS
+
+    settings.ULAK_ALLOWED_NETWORKS = LOOPBACK_NETWORKS
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP receiver on loopback (tests.receivers.Receiver), stopped after the test."""
+    from tests.receivers import Receiver
+
+    with Receiver() as running:
+        yield running
+
+
+@pytest.fixture
 def superuser(db):
     return make_user("root", superuser=True)
 

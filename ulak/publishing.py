@@ -394,7 +394,8 @@ def _fetch_active_webhooks(event_types: list[str], database: str) -> list[tuple[
     ]
 
 
-_SQL: dict[tuple, str] = {}
+# Statements built once per database (quoting differs), keyed by kind, vendor and shape.
+_SQL: dict[tuple, Any] = {}
 
 
 def _webhooks_sql(connection: Any, type_count: int) -> str:
@@ -611,12 +612,10 @@ def _insert_postgresql(
     return ids_by_uuid
 
 
-_UNNEST_SQL: dict[str, tuple[str, list[int]]] = {}
-
-
 def _unnest_sql(connection: Any, fields: list, layout: list) -> tuple[str, list[int]]:
     """The statement and the row positions of its arrays, built once per database."""
-    cached = _UNNEST_SQL.get(connection.alias)
+    key = ("insert-unnest", connection.vendor)
+    cached = _SQL.get(key)
     if cached is not None:
         return cached
     quote = connection.ops.quote_name
@@ -639,7 +638,7 @@ def _unnest_sql(connection: Any, fields: list, layout: list) -> tuple[str, list[
         + f") AS row_value({', '.join(f'c{position}' for position in positions)})"
         + _returning(connection)
     )
-    _UNNEST_SQL[connection.alias] = (sql, positions)
+    _SQL[key] = (sql, positions)
     return sql, positions
 
 

@@ -14,17 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import free_port
+
 ULAK = [sys.executable, "-m", "ulak.cli"]
 
 
 def run_ulak(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([*ULAK, *args], env=env, capture_output=True, text=True, timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get(url: str, token: str | None = None) -> tuple[int, bytes]:

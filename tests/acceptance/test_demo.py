@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import free_port
+
 ULAK = [sys.executable, "-m", "ulak.cli"]
 RECEIVERS = ("healthy", "failing", "slow", "flaky")
 COLUMNS = ("events", "attempts", "delivered", "failed", "retries", "waiting", "exhausted")
@@ -198,17 +200,22 @@ def test_short_demo_reports_deliveries_failures_and_the_undelivered_list(tmp_pat
         server.wait(timeout=40)
 
 
+def start_full_demo(tmp_path: Path, home: Path, out) -> subprocess.Popen:
+    """``ulak demo`` at full length, its output (both streams) into ``out``."""
+    return subprocess.Popen(
+        [*ULAK, "demo", "--home", str(home)],
+        env=demo_env(tmp_path),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+
+
 def test_ctrl_c_stops_the_demo_and_everything_it_started(tmp_path):
     home = tmp_path / "demo"
     log = tmp_path / "demo.log"
     with open(log, "w") as out:
         # The full demo (a minute or two): interrupted while the worker is busy.
-        process = subprocess.Popen(
-            [*ULAK, "demo", "--home", str(home)],
-            env=demo_env(tmp_path),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        process = start_full_demo(tmp_path, home, out)
         try:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and process.poll() is None:
@@ -231,12 +238,6 @@ def test_ctrl_c_stops_the_demo_and_everything_it_started(tmp_path):
     assert_nothing_left_running(home, worker_pid, ports)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_until_healthy(port: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -257,12 +258,7 @@ def test_a_killed_demo_takes_its_worker_with_it(tmp_path):
     home = tmp_path / "demo"
     log = tmp_path / "demo.log"
     with open(log, "w") as out:
-        process = subprocess.Popen(
-            [*ULAK, "demo", "--home", str(home)],
-            env=demo_env(tmp_path),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        process = start_full_demo(tmp_path, home, out)
         try:
             deadline = time.monotonic() + 30
             while "Worker started" not in log.read_text() and time.monotonic() < deadline:

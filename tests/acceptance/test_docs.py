@@ -12,7 +12,6 @@ import re
 import secrets
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 from multidict import CIMultiDict
 
+from tests.processes import free_port
 from ulak import signing
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,12 +56,6 @@ def shell_commands(block: str) -> list[str]:
         current = ""
     assert not current, f"unfinished command in a shell block: {current!r}"
     return commands
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_get(url: str, token: str) -> dict:

@@ -11,7 +11,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from tests.conftest import client_for, make_user
-from tests.receivers import LOOPBACK_NETWORKS, Receiver, make_events, make_webhook
+from tests.receivers import make_events, make_webhook
 from ulak.models import WebhookEvent
 
 UNDELIVERED = "/api/v1/oms/settings/undelivered_webhooks/"
@@ -20,18 +20,10 @@ WHISPERER = "/whisperer/hook_events/"
 BASES = [UNDELIVERED, EVENTS, WHISPERER]
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def loopback_allowed(settings):
-    settings.ULAK_ALLOWED_NETWORKS = LOOPBACK_NETWORKS
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as running:
-        yield running
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("loopback_allowed"),
+]
 
 
 @pytest.fixture

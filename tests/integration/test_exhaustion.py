@@ -10,7 +10,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from tests.conftest import make_user
-from tests.receivers import LOOPBACK_NETWORKS, Receiver, deliver_due, make_events, make_webhook
+from tests.receivers import deliver_due, make_events, make_webhook
 from ulak.delivery import attempt_event_now
 from ulak.delivery.outcome import AttemptOutcome, OutcomeKind
 from ulak.events import EXHAUSTED_EVENT_TYPE
@@ -18,22 +18,14 @@ from ulak.metrics import DURATION_BUCKETS
 from ulak.models import WebhookEvent, WorkerHeartbeat
 from ulak.queue import Queue, plan_record, utcnow
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("loopback_allowed"),
+]
 
 UNDELIVERED = "/api/v1/oms/settings/undelivered_webhooks/"
 NOW = {"choice": "fixed", "kwargs": {"seconds": 0}}
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-
-@pytest.fixture(autouse=True)
-def loopback_allowed(settings):
-    settings.ULAK_ALLOWED_NETWORKS = LOOPBACK_NETWORKS
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as running:
-        yield running
 
 
 def failing_webhook(receiver, owner=None, tries: int = 2, **fields):

@@ -8,22 +8,14 @@ import threading
 import pytest
 from django.utils import timezone
 
-from tests.receivers import LOOPBACK_NETWORKS, Receiver, make_events, make_webhook
+from tests.receivers import make_events, make_webhook
 from ulak.delivery import EventBusy, EventNotFound, attempt_event_now
 from ulak.models import WebhookEvent
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def loopback_allowed(settings):
-    settings.ULAK_ALLOWED_NETWORKS = LOOPBACK_NETWORKS
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as running:
-        yield running
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("loopback_allowed"),
+]
 
 
 def test_delivered_attempt_is_recorded_and_reported(receiver):

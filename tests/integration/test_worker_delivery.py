@@ -16,18 +16,19 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 import ulak
 from tests.receivers import (
-    LOOPBACK_NETWORKS,
     NON_UTF8_BODY,
     TOKEN,
     TOKEN_CREDENTIALS,
-    Receiver,
     deliver_due,
     make_events,
     make_webhook,
 )
 from ulak.models import WebhookEvent
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("loopback_allowed"),
+]
 
 CALLS: list[tuple] = []
 
@@ -38,17 +39,6 @@ def recording_callback(response, event_type, instance, payload):
 
 def failing_callback(response, event_type, instance, payload):
     raise RuntimeError("callback exploded")
-
-
-@pytest.fixture(autouse=True)
-def loopback_allowed(settings):
-    settings.ULAK_ALLOWED_NETWORKS = LOOPBACK_NETWORKS
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as running:
-        yield running
 
 
 def parse_iso(text: str) -> datetime.datetime:

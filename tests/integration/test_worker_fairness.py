@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.receivers import LOOPBACK_NETWORKS, Receiver, deliver_due, make_events, make_webhook
+from tests.receivers import Receiver, deliver_due, make_events, make_webhook
 from ulak.models import WebhookEvent
 from ulak.queue import Queue
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def loopback_allowed(settings):
-    settings.ULAK_ALLOWED_NETWORKS = LOOPBACK_NETWORKS
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as running:
-        yield running
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("loopback_allowed"),
+]
 
 
 @pytest.fixture

@@ -14,16 +14,10 @@ import pytest
 from django.db import connection
 
 from tests.processes import wait_until
-from tests.receivers import Receiver, make_events, make_webhook
+from tests.receivers import make_events, make_webhook
 from ulak.models import WebhookEvent, WorkerHeartbeat
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as running:
-        yield running
 
 
 class WorkerProcess:
