@@ -293,6 +293,54 @@ def test_outside_a_transaction_one_statement_inserts_and_notifies():
 
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
+def test_one_event_is_matched_inserted_and_notified_by_one_statement():
+    hooks = [make_webhook() for _ in range(3)]
+    make_webhook(is_active=False)
+    make_webhook("package.status.shipped")
+    payload = {"id": 7, "name": "İğne ışık", "price": "12.50"}
+    listener = listen_connection()
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            created = ulak.publish("package.created", payload, object_id=70)
+        statements = [q["sql"] for q in queries.captured_queries]
+        assert len(statements) == 1, statements
+        assert "INSERT INTO" in statements[0] and "pg_notify" in statements[0]
+        assert received(listener, 2) == ["ulak_events"]
+
+        # In the order of the webhooks' ids, each the row PostgreSQL stored.
+        assert [event.webhook_id for event in created] == [hook.id for hook in hooks]
+        fields = [field.attname for field in WebhookEvent._meta.concrete_fields]
+        for event in created:
+            stored = WebhookEvent.objects.get(pk=event.pk)
+            assert [getattr(event, name) for name in fields] == [
+                getattr(stored, name) for name in fields
+            ]
+            assert stored.request_payload == expected_body(stored, "package.created", payload)
+            assert stored.uuid.version == 4 and stored.object_id == 70
+        assert len({event.uuid for event in created}) == 3
+
+        # Nothing matched: nothing written, nobody woken.
+        assert ulak.publish("package.status.cancelled", {"id": 8}) == []
+        assert received(listener, 0.5) == []
+        assert WebhookEvent.objects.count() == 3
+    finally:
+        listener.close()
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_config_filters_and_customized_bodies_keep_the_python_match():
+    # JSON equality (1 is not true) and customize_payload are Python's: two statements.
+    flag = make_webhook(config={"priority": True})
+    make_webhook(config={"priority": 1})
+    with CaptureQueriesContext(connection) as queries:
+        created = ulak.publish("package.created", {"id": 9}, config_filter={"priority": True})
+    assert [event.webhook_id for event in created] == [flag.id]
+    assert len(queries.captured_queries) == 2
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
 def test_prepared_statements_can_be_turned_off(settings):
     settings.ULAK_PREPARED_STATEMENTS = False
     make_webhook()
