@@ -11,7 +11,8 @@ Prints one JSON object:
   ``publish_many`` as a fraction of it;
 - ``raw_postgresql_commits``: 8 connections inserting one row per transaction with psycopg
   alone: the server's durable-commit ceiling, which bounds one-event HTTP requests there;
-- ``http``: 8 keep-alive aiohttp clients against ``ulak api`` (granian): requests/s with one
+- ``http``: 8 keep-alive clients (``bench.load``, lean: they share the cores with the
+  server) against ``ulak api`` (granian): requests/s with one
   event per request and events/s with 100 events per request, for several set-ups
   (processes × threads) on SQLite and on PostgreSQL, and the best of them.
 
@@ -25,7 +26,6 @@ process); the HTTP clients run here, without Django.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -47,6 +47,7 @@ from bench.common import (
     run_json_part,
     wait_for_http,
 )
+from bench.load import post_in_loop
 from bench.payload import build_package_payload
 
 EVENT_TYPE = "package.created"
@@ -259,49 +260,6 @@ def run_part(part: str, env: dict[str, str], *extra: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- HTTP clients
 
 
-async def drive_clients(
-    url: str, token: str, body: bytes, *, duration: float, warm_up: float
-) -> dict[str, Any]:
-    """HTTP_CLIENTS keep-alive clients posting ``body`` in a loop; counts the 202 answers."""
-    import aiohttp
-
-    headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
-    connector = aiohttp.TCPConnector(limit=HTTP_CLIENTS)
-    loop = asyncio.get_running_loop()
-    counts = {"ok": 0, "failed": 0, "events": 0}
-    statuses: dict[int, int] = {}
-    measuring = False
-
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-
-        async def client(stop_at: float) -> None:
-            while loop.time() < stop_at:
-                async with session.post(url, data=body) as response:
-                    answer = await response.read()
-                if not measuring:
-                    continue
-                if response.status == 202:
-                    counts["ok"] += 1
-                    counts["events"] += answer.count(b'"uuid"')
-                else:
-                    counts["failed"] += 1
-                    statuses[response.status] = statuses.get(response.status, 0) + 1
-
-        await asyncio.gather(*(client(loop.time() + warm_up) for _ in range(HTTP_CLIENTS)))
-        measuring = True
-        started = loop.time()
-        await asyncio.gather(*(client(started + duration) for _ in range(HTTP_CLIENTS)))
-        elapsed = loop.time() - started
-    return {
-        "seconds": round(elapsed, 2),
-        "requests": counts["ok"],
-        "failed": counts["failed"],
-        "failed_statuses": statuses,
-        "requests_per_second": round(counts["ok"] / elapsed),
-        "events_per_second": round(counts["events"] / elapsed),
-    }
-
-
 def measure_http(
     env: dict[str, str], setups: list[tuple[int, int]], duration: float, home: Path
 ) -> dict[str, Any]:
@@ -337,8 +295,13 @@ def measure_http(
             )
             wait_for_http(f"http://127.0.0.1:{port}/healthz", process=server, timeout=60)
             url = f"http://127.0.0.1:{port}/api/v1/oms/events/"
-            single = asyncio.run(drive_clients(url, token, one, duration=duration, warm_up=1.0))
-            batch = asyncio.run(drive_clients(url, token, hundred, duration=duration, warm_up=1.0))
+            headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+            single = post_in_loop(
+                url, headers, one, clients=HTTP_CLIENTS, warm_up=1.0, duration=duration
+            )
+            batch = post_in_loop(
+                url, headers, hundred, clients=HTTP_CLIENTS, warm_up=1.0, duration=duration
+            )
         setup = f"workers={workers} threads={threads}"
         log(
             "http %s: %s req/s (1 event), %s events/s (100 per request)",
