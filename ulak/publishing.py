@@ -6,9 +6,11 @@ here, so a rollback leaves nothing behind and nothing can go out before the comm
 of contract §3 is frozen in ``request_payload`` at once, so every attempt (and signature)
 uses the same bytes.
 
-Speed: ``publish_many()`` looks the webhooks up once for the whole batch, serialises each
-payload once (the per-webhook body only splices in the event uuid) and inserts every row
-with one ``bulk_create``.
+Speed: ``publish_many()`` looks the webhooks up once for the whole batch and serialises each
+payload once (the per-webhook body only splices in the event uuid). How rows go in depends
+on their number and the database: on PostgreSQL one event without a config filter is one
+statement (match, insert, NOTIFY), up to 100 rows are one prepared unnest INSERT, more are
+streamed by COPY; on SQLite multi-row INSERTs.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import datetime
 import json
 import logging
 import os
+import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,14 +151,24 @@ def publish_many(
                 return _insert_matched_postgresql(item, database)
             with transaction.atomic(using=database):
                 return _insert_matched_postgresql(item, database)
-    webhooks_for = _match_webhooks(prepared, database)
-    rows = _build_rows(prepared, webhooks_for)
-    if not rows:
+    targets = _targets(prepared, _match_webhooks(prepared, database))
+    row_count = sum(len(webhook_ids) for webhook_ids in targets)
+    if not row_count:
         return []
     if (
         connection.vendor == "postgresql"
+        and row_count > _PREPARED_ROWS
+        and not statements.watched(connection)
+    ):
+        with transaction.atomic(using=database):
+            created = _copy_postgresql(prepared, targets, row_count, database)
+            _notify_workers(database)
+        return created
+    rows = list(_build_rows(prepared, targets))
+    if (
+        connection.vendor == "postgresql"
         and not connection.in_atomic_block
-        and len(rows) <= _UNNEST_BATCH_ROWS
+        and len(rows) <= _PREPARED_ROWS
     ):
         # Outside a transaction, one statement inserts the rows and queues the NOTIFY and
         # commits on its own: no BEGIN, separate NOTIFY and COMMIT round trips.
@@ -450,19 +463,22 @@ def _new_uuids(count: int) -> list[uuid.UUID]:
     ]
 
 
+def _targets(prepared: list[_Prepared], webhooks_for: dict[tuple, list[int]]) -> list[list[int]]:
+    """The matching webhooks' ids of each event."""
+    return [webhooks_for[(item.event_type, item.filter_key)] for item in prepared]
+
+
 def _build_rows(
-    prepared: list[_Prepared], webhooks_for: dict[tuple, list[int]]
-) -> list[tuple[int, uuid.UUID, str, int | None, int | None]]:
+    prepared: list[_Prepared], targets: list[list[int]]
+) -> Iterator[tuple[int, uuid.UUID, str, int | None, int | None]]:
     """(webhook id, uuid, body, object id, content type id) per event and matching webhook.
 
     Each body is the payload's JSON with the event header spliced in, so the payload is
-    encoded once however many webhooks it goes to.
+    encoded once however many webhooks it goes to. A generator: the COPY path builds each
+    row while PostgreSQL writes the previous ones.
     """
-    targets = [webhooks_for[(item.event_type, item.filter_key)] for item in prepared]
     uuids = iter(_new_uuids(sum(len(webhook_ids) for webhook_ids in targets)))
     type_json: dict[str, str] = {}
-    rows = []
-    append = rows.append
     for item, webhook_ids in zip(prepared, targets, strict=True):
         if not webhook_ids:
             continue
@@ -480,8 +496,7 @@ def _build_rows(
             else:
                 # Equal to encode_json({"event": {...}, "payload": payload}).
                 body = head + event_uuid.hex + tail
-            append((webhook_id, event_uuid, body, object_id, content_type_id))
-    return rows
+            yield (webhook_id, event_uuid, body, object_id, content_type_id)
 
 
 def _body_around_uuid(type_json: str, payload_json: str) -> tuple[str, str]:
@@ -511,11 +526,11 @@ def _insert_rows(
     """
     connection = connections[database]
     fields, layout = _insert_layout(connection)
-    if connection.vendor == "postgresql":
-        ids_by_uuid = _insert_postgresql(connection, fields, layout, rows, notify=notify)
-    else:
+    if connection.vendor != "postgresql":
         ids_by_uuid = _insert_values(connection, fields, layout, rows)
-    return _created_events(rows, layout, ids_by_uuid, database)
+        return _with_ids(_created_events(rows, layout, database), rows, ids_by_uuid)
+    ids_by_uuid = _insert_postgresql(connection, fields, layout, rows, notify=notify)
+    return _with_ids(_created_events(rows, layout, database), rows, ids_by_uuid)
 
 
 def _insert_layout(connection: Any) -> tuple[list, list[tuple[int, Any, Any]]]:
@@ -539,17 +554,22 @@ def _insert_layout(connection: Any) -> tuple[list, list[tuple[int, Any, Any]]]:
 def _created_events(
     rows: list[tuple[int, uuid.UUID, str, int | None, int | None]],
     layout: list[tuple[int, Any, Any]],
-    ids_by_uuid: dict[str, int],
     database: str,
 ) -> list[WebhookEvent]:
-    """The inserted rows as WebhookEvents, without reading them back."""
+    """The rows as WebhookEvents without reading them back (ids set by _with_ids)."""
+    make_event = _event_maker(layout, database)
+    return [make_event(row, None) for row in rows]
+
+
+def _event_maker(layout: list[tuple[int, Any, Any]], database: str) -> Any:
+    """A function (row, id) -> the inserted row's WebhookEvent, as if read back."""
     # from_db takes the values in the order of the model's concrete fields.
     concrete_fields = WebhookEvent._meta.concrete_fields
     field_names = [field.attname for field in concrete_fields]
     pk_index = next(i for i, field in enumerate(concrete_fields) if field.primary_key)
-    uuid_position = _ROW_FIELDS.index("uuid")
-    created = []
-    for row in rows:
+    from_db = WebhookEvent.from_db
+
+    def make_event(row: tuple, event_id: int | None) -> WebhookEvent:
         values = []
         for position, python_value, _ in layout:
             if position >= 0:
@@ -558,8 +578,18 @@ def _created_events(
                 values.append(copy.copy(python_value))  # no list shared between events
             else:
                 values.append(python_value)
-        values.insert(pk_index, ids_by_uuid[row[uuid_position].hex])
-        created.append(WebhookEvent.from_db(database, field_names, values))
+        values.insert(pk_index, event_id)
+        return from_db(database, field_names, values)
+
+    return make_event
+
+
+def _with_ids(
+    created: list[WebhookEvent], rows: list[tuple], ids_by_uuid: dict[str, int]
+) -> list[WebhookEvent]:
+    uuid_position = _ROW_FIELDS.index("uuid")
+    for event, row in zip(created, rows, strict=True):
+        event.pk = ids_by_uuid[row[uuid_position].hex]
     return created
 
 
@@ -602,7 +632,7 @@ def _insert_matched_postgresql(item: _Prepared, database: str) -> list[WebhookEv
         ids_by_uuid[event_uuid.hex] = event_id
         body = head + event_uuid.hex + tail
         rows.append((webhook_id, event_uuid, body, item.object_id, item.content_type_id))
-    return _created_events(rows, layout, ids_by_uuid, database)
+    return _with_ids(_created_events(rows, layout, database), rows, ids_by_uuid)
 
 
 def _matched_insert_sql(connection: Any, fields: list, layout: list) -> str:
@@ -682,6 +712,9 @@ def _read_ids(fetched: list[tuple], ids_by_uuid: dict[str, int]) -> None:
 
 
 _UNNEST_BATCH_ROWS = 5000
+# Up to this many rows (a request's events) the insert is prepared once per connection; a
+# bulk insert is planned once anyway, and prepared it measured ~10% slower (bench.publish).
+_PREPARED_ROWS = 100
 
 
 def _insert_postgresql(
@@ -712,12 +745,72 @@ def _insert_postgresql(
             sql,
             [*constants, *columns, *extra],
             server_binding=True,
-            # Requests publish a few rows: prepared once per connection. A bulk insert is
-            # planned once anyway, and prepared it measured ~10% slower (bench.publish).
-            prepare=len(batch) <= 100,
+            prepare=len(batch) <= _PREPARED_ROWS,
         )
         _read_ids(fetched, ids_by_uuid)
     return ids_by_uuid
+
+
+def _copy_postgresql(
+    prepared: list[_Prepared], targets: list[list[int]], row_count: int, database: str
+) -> list[WebhookEvent]:
+    """Many rows: ids drawn from the table's sequence, then the rows streamed by COPY.
+
+    COPY cannot return ids; drawing them first (one statement for all) gives the ids an
+    INSERT would, in the rows' order. PostgreSQL writes each row as it arrives, while this
+    process builds the next row and its WebhookEvent: with the unnest INSERT each side
+    waited for the other (PostgreSQL for a 10 MB message, Python for the rows' ids).
+    """
+    connection = connections[database]
+    fields, layout = _insert_layout(connection)
+    sql, types, ids_sql = _copy_sql(connection, fields)
+    ids = sorted(row[0] for row in statements.fetch_all(connection, ids_sql, [row_count]))
+    # Per copied column: the row position, or -1 and the constant's database value.
+    sources = [(position, database_value) for position, _, database_value in layout]
+    make_event = _event_maker(layout, database)
+    created: list[WebhookEvent] = []
+
+    def copied_rows() -> Iterator[list[Any]]:
+        for event_id, row in zip(ids, _build_rows(prepared, targets), strict=True):
+            created.append(make_event(row, event_id))
+            values = [event_id]
+            append = values.append
+            for position, constant in sources:
+                append(row[position] if position >= 0 else constant)
+            yield values
+
+    statements.copy_rows(connection, sql, types, copied_rows())
+    return created
+
+
+def _copy_sql(connection: Any, fields: list) -> tuple[str, list[str], str]:
+    """COPY of the id and the inserted fields, their type names, and the ids' statement."""
+    key = ("copy", connection.vendor)
+    cached = _SQL.get(key)
+    if cached is not None:
+        return cached
+    quote = connection.ops.quote_name
+    meta = WebhookEvent._meta
+    columns = [meta.pk, *fields]
+    # Type names without modifiers (varchar(255) is varchar) for psycopg's binary dumpers.
+    types = [
+        re.sub(
+            r"\(.*\)",
+            "",
+            field.rel_db_type(connection) if field.primary_key else field.db_type(connection),
+        ).strip()
+        for field in columns
+    ]
+    sql = (
+        f"COPY {quote(meta.db_table)} ({', '.join(quote(field.column) for field in columns)}) "
+        "FROM STDIN (FORMAT BINARY)"
+    )
+    ids_sql = (
+        f"SELECT nextval(pg_get_serial_sequence('{meta.db_table}', '{meta.pk.column}')) "
+        "FROM generate_series(1, %s)"
+    )
+    cached = _SQL[key] = (sql, types, ids_sql)
+    return cached
 
 
 def _unnest_sql(connection: Any, fields: list, layout: list) -> tuple[str, list[int]]:

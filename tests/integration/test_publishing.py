@@ -138,6 +138,95 @@ def test_publish_many_makes_one_webhook_lookup_and_one_insert_for_the_batch():
     assert all(e.pk for e in created)
 
 
+def stored_fields(event: WebhookEvent) -> list:
+    return [getattr(event, field.attname) for field in WebhookEvent._meta.concrete_fields]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_large_batch_is_stored_whole_and_returned_as_stored():
+    # 60 events x 3 webhooks + 40 x 1: 220 rows, a bulk insert (PostgreSQL: COPY).
+    created_hooks = [make_webhook() for _ in range(3)]
+    shipped = make_webhook("package.status.shipped")
+    batch = []
+    for n in range(100):
+        event_type = "package.created" if n % 5 < 3 else "package.status.shipped"
+        # Text COPY would have to escape these; binary COPY and INSERT must not change them.
+        payload = {"n": n, "text": "Kargo \\ yolda\tİ ı ş ğ\n", "price": "1.50"}
+        batch.append({"event_type": event_type, "payload": payload, "object_id": n})
+
+    with transaction.atomic():
+        created = ulak.publish_many(batch)
+
+    expected = []
+    for item in batch:
+        hooks = created_hooks if item["event_type"] == "package.created" else [shipped]
+        expected += [(hook.id, item["payload"]["n"]) for hook in hooks]
+    assert [(e.webhook_id, json.loads(e.request_payload)["payload"]["n"]) for e in created] == (
+        expected
+    )
+    assert len(created) == 220 == WebhookEvent.objects.count()
+    ids = [event.pk for event in created]
+    assert ids == sorted(ids) and len(set(ids)) == 220  # the rows' order
+    stored = WebhookEvent.objects.in_bulk(ids)
+    for event in created:
+        row = stored[event.pk]
+        assert stored_fields(event) == stored_fields(row)
+        assert row.object_id == json.loads(row.request_payload)["payload"]["n"]
+        n = row.object_id
+        assert row.request_payload == expected_body(
+            row, batch[n]["event_type"], batch[n]["payload"]
+        )
+        assert row.uuid.version == 4
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_large_batch_outside_a_transaction_commits_and_wakes_the_workers():
+    make_webhook()
+    listener = listen_connection()
+    try:
+        created = ulak.publish_many(
+            [{"event_type": "package.created", "payload": {"n": n}} for n in range(250)]
+        )
+        assert received(listener, 2) == ["ulak_events"]
+        assert count_from_another_connection() == 250 == len(created)
+    finally:
+        listener.close()
+
+
+class PickyArchived(events.Event):
+    event_type = "test.group.picky"
+
+    def customize_payload(self, payload):
+        if payload["payload"].get("bad"):
+            payload["payload"]["not_json"] = {1, 2}  # a set: not JSON
+        return payload
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_body_failing_halfway_through_a_large_batch_writes_nothing():
+    events.register(PickyArchived)
+    try:
+        make_webhook(PickyArchived.event_type)
+        batch = [
+            {"event_type": PickyArchived.event_type, "payload": {"n": n, "bad": n == 150}}
+            for n in range(200)
+        ]
+        with transaction.atomic():
+            group = Group.objects.create(name="kept")
+            with pytest.raises(publishing.InvalidEvent) as raised:
+                ulak.publish_many(batch)
+            # The caller's transaction is still usable, and its own writes stay.
+            Group.objects.create(name="also kept")
+        assert list(raised.value.errors) == [150]
+        assert "not JSON" in raised.value.errors[150]["payload"][0]
+        assert WebhookEvent.objects.count() == 0
+        assert set(Group.objects.values_list("name", flat=True)) == {"kept", "also kept"}
+        assert Group.objects.filter(pk=group.pk).exists()
+    finally:
+        events.unregister(PickyArchived.event_type)
+
+
 # --- transactions ----------------------------------------------------------------------
 
 
