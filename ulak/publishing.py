@@ -10,13 +10,14 @@ Speed: ``publish_many()`` looks the webhooks up once for the whole batch and ser
 payload once (the per-webhook body only splices in the event uuid). How rows go in depends
 on their number and the database: on PostgreSQL one event without a config filter is one
 statement (match, insert, NOTIFY), up to 100 rows are one prepared unnest INSERT, more are
-streamed by COPY; on SQLite multi-row INSERTs.
+streamed by COPY; on SQLite multi-row INSERTs, run on a helper thread for more than 100 rows.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime
+import itertools
 import json
 import logging
 import os
@@ -155,13 +156,13 @@ def publish_many(
     row_count = sum(len(webhook_ids) for webhook_ids in targets)
     if not row_count:
         return []
-    if (
-        connection.vendor == "postgresql"
-        and row_count > _PREPARED_ROWS
-        and not statements.watched(connection)
-    ):
+    if row_count > _PREPARED_ROWS and not statements.watched(connection):
+        # Many rows: the database writes rows while this process builds the next ones.
         with transaction.atomic(using=database):
-            created = _copy_postgresql(prepared, targets, row_count, database)
+            if connection.vendor == "postgresql":
+                created = _copy_postgresql(prepared, targets, row_count, database)
+            else:
+                created = _insert_values_in_background(prepared, targets, database)
             _notify_workers(database)
         return created
     rows = list(_build_rows(prepared, targets))
@@ -843,29 +844,56 @@ def _unnest_sql(connection: Any, fields: list, layout: list) -> tuple[str, list[
     return sql, positions
 
 
-def _insert_values(connection: Any, fields: list, layout: list, rows: list) -> dict[str, int]:
-    """Multi-row INSERT ... VALUES, as many rows a statement as SQLite's parameter limit allows."""
+def _insert_values_in_background(
+    prepared: list[_Prepared], targets: list[list[int]], database: str
+) -> list[WebhookEvent]:
+    """Many rows on SQLite: each multi-row INSERT runs on a helper thread while this one
+    builds the next statement's rows and the WebhookEvents (sqlite3 releases the GIL)."""
+    connection = connections[database]
+    fields, layout = _insert_layout(connection)
+    batch_size = _insert_batch_size(connection, len(fields))
+    make_event = _event_maker(layout, database)
+    created: list[WebhookEvent] = []
+    rows = _build_rows(prepared, targets)
+    sent = []
+    with statements.in_background(connection) as background:
+        while batch := list(itertools.islice(rows, batch_size)):
+            parameters = _values_parameters(connection, layout, batch)
+            sql = _insert_values_sql(connection, fields, len(batch))
+            sent.append((batch, background.submit(sql, parameters)))
+            created.extend(make_event(row, None) for row in batch)
+        ids_by_uuid: dict[str, int] = {}
+        for _, future in sent:
+            _read_ids(future.result(), ids_by_uuid)
+    return _with_ids(created, [row for batch, _ in sent for row in batch], ids_by_uuid)
+
+
+def _values_parameters(connection: Any, layout: list, rows: list) -> list[Any]:
+    """The parameters of a multi-row INSERT ... VALUES of ``rows``, row after row."""
     native_uuid = connection.features.has_native_uuid_field
     uuid_position = _ROW_FIELDS.index("uuid")
-    database_rows: list[list[Any]] = []
+    parameters: list[Any] = []
+    append = parameters.append
     for row in rows:
-        values = []
         for position, _, database_value in layout:
             if position < 0:
-                values.append(database_value)
+                append(database_value)
             elif position == uuid_position:
-                values.append(row[position] if native_uuid else row[position].hex)
+                append(row[position] if native_uuid else row[position].hex)
             else:
-                values.append(row[position])
-        database_rows.append(values)
+                append(row[position])
+    return parameters
 
+
+def _insert_values(connection: Any, fields: list, layout: list, rows: list) -> dict[str, int]:
+    """Multi-row INSERT ... VALUES, as many rows a statement as SQLite's parameter limit allows."""
     ids_by_uuid: dict[str, int] = {}
     batch_size = _insert_batch_size(connection, len(fields))
-    for start in range(0, len(database_rows), batch_size):
-        batch = database_rows[start : start + batch_size]
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
         sql = _insert_values_sql(connection, fields, len(batch))
         fetched = statements.fetch_all(
-            connection, sql, [value for values in batch for value in values]
+            connection, sql, _values_parameters(connection, layout, batch)
         )
         _read_ids(fetched, ids_by_uuid)
     return ids_by_uuid

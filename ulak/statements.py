@@ -19,7 +19,9 @@ Django's own cursor runs the statement when something watches queries: query log
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from ulak.conf import setting
@@ -107,6 +109,49 @@ def copy_rows(
             write_row = copy.write_row
             for row in rows:
                 write_row(row)
+
+
+class Background:
+    """SQLite statements run in order on a helper thread while the caller goes on.
+
+    sqlite3 releases the GIL while SQLite executes, so a bulk INSERT runs on one core while
+    this thread builds the next rows on the other. The helper uses the caller's sqlite3
+    connection (Django opens it with ``check_same_thread=False``; SQLite is built
+    serialized) and so its transaction; the caller must not use the connection until the
+    block ends, which waits for every statement, also when the block raises.
+    """
+
+    def __init__(self, connection: Any):
+        # Taken here, on the caller's thread: Django's connection objects are per thread.
+        self._sqlite = connection.connection
+        self._database_errors = connection.wrap_database_errors
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ulak-insert")
+
+    def submit(self, sql: str, params: Sequence[Any]) -> Future[list[tuple]]:
+        """Run ``sql`` after the statements submitted before; its rows when done."""
+        return self._executor.submit(self._run, _qmark(sql), params)
+
+    def _run(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+        with self._database_errors:
+            return self._sqlite.execute(sql, params).fetchall()
+
+    def close(self, *, cancel: bool) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=cancel)
+
+
+@contextmanager
+def in_background(connection: Any) -> Iterator[Background]:
+    """A Background on Django's SQLite connection (not for watched connections)."""
+    if connection.vendor != "sqlite" or watched(connection):
+        raise ValueError("in_background() is for unwatched SQLite connections")
+    connection.ensure_connection()
+    background = Background(connection)
+    try:
+        yield background
+    except BaseException:
+        background.close(cancel=True)
+        raise
+    background.close(cancel=False)
 
 
 _QMARK_SQL: dict[str, str] = {}

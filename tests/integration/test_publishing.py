@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
-from django.db import close_old_connections, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.db.models import Count
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
@@ -225,6 +225,59 @@ def test_a_body_failing_halfway_through_a_large_batch_writes_nothing():
         assert Group.objects.filter(pk=group.pk).exists()
     finally:
         events.unregister(PickyArchived.event_type)
+
+
+def refuse_object_id(object_id: int) -> None:
+    """A database trigger failing the insert of the row with this object id."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION refuse_row() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+            )
+            cursor.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON ulak_webhookevent FOR EACH ROW "
+                f"WHEN (NEW.object_id = {int(object_id)}) EXECUTE FUNCTION refuse_row()"
+            )
+        else:
+            cursor.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON ulak_webhookevent "
+                f"WHEN NEW.object_id = {int(object_id)} BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+
+
+def allow_every_row() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DROP TRIGGER refuse"
+            + (" ON ulak_webhookevent" if connection.vendor == "postgresql" else "")
+        )
+        if connection.vendor == "postgresql":
+            cursor.execute("DROP FUNCTION refuse_row()")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_error_halfway_through_a_large_batch_writes_nothing():
+    # Row 3,000 of 4,000: after the first statements went in (SQLite) or rows were
+    # streamed (PostgreSQL's COPY).
+    make_webhook()
+    refuse_object_id(3000)
+    try:
+        batch = [
+            {"event_type": "package.created", "payload": {"n": n}, "object_id": n}
+            for n in range(4000)
+        ]
+        with transaction.atomic():
+            Group.objects.create(name="kept")
+            with pytest.raises(DatabaseError, match="refused"):
+                ulak.publish_many(batch)
+            Group.objects.create(name="also kept")  # the caller's transaction still works
+        assert WebhookEvent.objects.count() == 0
+        assert set(Group.objects.values_list("name", flat=True)) == {"kept", "also kept"}
+        # And the connection is fine for the next batch.
+        assert len(ulak.publish_many(batch[:200])) == 200
+    finally:
+        allow_every_row()
 
 
 # --- transactions ----------------------------------------------------------------------

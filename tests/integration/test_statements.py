@@ -4,7 +4,7 @@ errors the same way, and step aside when a project watches queries."""
 from __future__ import annotations
 
 import pytest
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 import ulak
@@ -82,3 +82,44 @@ def test_query_logging_still_sees_them():
     with CaptureQueriesContext(connection) as captured:
         ulak.publish("package.created", {"id": 3})
     assert any("ulak_webhookevent" in query["sql"] for query in captured.captured_queries)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_background_statements_run_in_order_in_the_callers_transaction():
+    if connection.vendor != "sqlite":
+        pytest.skip("a helper thread for SQLite's inserts; PostgreSQL streams with COPY")
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE probe (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT NOT NULL)")
+    try:
+        insert = "INSERT INTO probe (v) VALUES (%s) RETURNING id, v"
+        with pytest.raises(IntegrityError), transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("INSERT INTO probe (v) VALUES ('before')")
+            with statements.in_background(connection) as background:
+                sent = [background.submit(insert, [f"row {n}"]) for n in range(3)]
+                assert [future.result()[0][1] for future in sent] == ["row 0", "row 1", "row 2"]
+                ids = [future.result()[0][0] for future in sent]
+                assert ids == sorted(ids)  # in the order submitted
+                # A database error comes out as Django's, from the statement that failed.
+                background.submit(insert, [None]).result()
+        # The caller's rollback took the helper's rows too: one transaction.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM probe")
+            assert cursor.fetchone()[0] == 0
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE probe")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_leaving_the_background_block_waits_for_its_statements():
+    if connection.vendor != "sqlite":
+        pytest.skip("a helper thread for SQLite's inserts")
+    # A recursive CTE keeps SQLite busy well past the block's end if nothing waited.
+    slow = (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %s) "
+        "SELECT count(*) FROM n"
+    )
+    with statements.in_background(connection) as background:
+        future = background.submit(slow, [2_000_000])
+    assert future.done() and future.result() == [(2_000_000,)]
