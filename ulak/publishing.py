@@ -140,9 +140,28 @@ def publish_many(
     publications = [
         item if isinstance(item, Publication) else Publication(**item) for item in events
     ]
-    prepared = _prepare(publications, database)
+    connection = connections[database]
+    # Many events: encode the payloads while their rows stream to the database, not before.
+    deferred = len(publications) > _PREPARED_ROWS and not statements.watched(connection)
+    try:
+        prepared = _prepare(publications, database, encode=not deferred)
+    except InvalidEvent:
+        if deferred:
+            _prepare(publications, database)  # raises, naming the payloads' problems too
+        raise
     if not prepared:
         return []
+    try:
+        return _store(prepared, database)
+    except _LatePayloadError as late:
+        # A payload failed halfway (its batch's writes were rolled back): check every
+        # event as an upfront check would, so the error lists every problem.
+        _prepare(publications, database)
+        raise late.public() from None
+
+
+def _store(prepared: list[_Prepared], database: str) -> list[WebhookEvent]:
+    """Match the events' webhooks and write the rows, the fastest way for their number."""
     connection = connections[database]
     if connection.vendor == "postgresql" and len(prepared) == 1:
         item = prepared[0]
@@ -155,6 +174,10 @@ def publish_many(
     targets = _targets(prepared, _match_webhooks(prepared, database))
     row_count = sum(len(webhook_ids) for webhook_ids in targets)
     if not row_count:
+        # Nothing to write, but a bad payload is refused whether or not anyone subscribed.
+        limit = int(setting("ULAK_MAX_PAYLOAD_BYTES"))
+        for item in prepared:
+            _payload_json(item, limit)
         return []
     if row_count > _PREPARED_ROWS and not statements.watched(connection):
         # Many rows: the database writes rows while this process builds the next ones.
@@ -229,14 +252,20 @@ class _Prepared:
     event_type: str
     event_class: type[event_registry.Event]
     payload: Any
-    payload_json: str
+    # None when encoding was deferred to the streaming of the rows (_payload_json).
+    payload_json: str | None
     object_id: int | None
     content_type_id: int | None
     filter_key: tuple[tuple[str, str], ...]
 
 
-def _prepare(publications: list[Publication], database: str) -> list[_Prepared]:
-    """Validate every event and serialise its payload once; InvalidEvent lists every problem."""
+def _prepare(
+    publications: list[Publication], database: str, *, encode: bool = True
+) -> list[_Prepared]:
+    """Validate every event and serialise its payload once; InvalidEvent lists every problem.
+
+    ``encode=False`` leaves the payloads' JSON (and their size check) to _payload_json.
+    """
     classes = event_registry.registry.classes()
     limit = int(setting("ULAK_MAX_PAYLOAD_BYTES"))
     content_types = _ContentTypes(database)
@@ -292,20 +321,13 @@ def _prepare(publications: list[Publication], database: str) -> list[_Prepared]:
                 except (TypeError, ValueError) as error:
                     problems["config_filter"] = [f"Not JSON serialisable: {error}."]
 
-        payload_json = ""
-        if "payload" not in problems:
+        payload_json = None
+        if encode and "payload" not in problems:
             try:
-                payload_json = encode_json(payload)
-            except (TypeError, ValueError) as error:
-                problems["payload"] = [f"Not JSON serialisable: {error}."]
-            else:
-                # A UTF-8 character has at most 4 bytes: encode only when it could be over.
-                if len(payload_json) * 4 > limit and len(payload_json.encode()) > limit:
-                    too_large = True
-                    problems["payload"] = [
-                        f"The payload is {len(payload_json.encode())} bytes as JSON, "
-                        f"over the limit of {limit} bytes."
-                    ]
+                payload_json = _encoded_payload(payload, limit)
+            except _PayloadProblem as problem:
+                too_large = too_large or problem.too_large
+                problems["payload"] = [problem.message]
         if problems:
             errors[index] = problems
             continue
@@ -324,6 +346,42 @@ def _prepare(publications: list[Publication], database: str) -> list[_Prepared]:
     if errors:
         raise (PayloadTooLarge if too_large else InvalidEvent)(errors)
     return prepared
+
+
+class _PayloadProblem(Exception):
+    def __init__(self, message: str, *, too_large: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.too_large = too_large
+
+
+def _encoded_payload(payload: Any, limit: int) -> str:
+    """The payload's JSON; _PayloadProblem if it is not serialisable or over ``limit`` bytes."""
+    try:
+        payload_json = encode_json(payload)
+    except (TypeError, ValueError) as error:
+        raise _PayloadProblem(f"Not JSON serialisable: {error}.") from None
+    # A UTF-8 character has at most 4 bytes: encode only when it could be over.
+    if len(payload_json) * 4 > limit and len(payload_json.encode()) > limit:
+        raise _PayloadProblem(
+            f"The payload is {len(payload_json.encode())} bytes as JSON, "
+            f"over the limit of {limit} bytes.",
+            too_large=True,
+        )
+    return payload_json
+
+
+class _LatePayloadError(Exception):
+    """A deferred payload failed while the rows were being written (see publish_many)."""
+
+    def __init__(self, index: int, problem: _PayloadProblem):
+        super().__init__(problem.message)
+        self.index = index
+        self.problem = problem
+
+    def public(self) -> InvalidEvent:
+        kind = PayloadTooLarge if self.problem.too_large else InvalidEvent
+        return kind({self.index: {"payload": [self.problem.message]}})
 
 
 def _canonical(value: Any) -> str:
@@ -480,13 +538,16 @@ def _build_rows(
     """
     uuids = iter(_new_uuids(sum(len(webhook_ids) for webhook_ids in targets)))
     type_json: dict[str, str] = {}
+    limit = int(setting("ULAK_MAX_PAYLOAD_BYTES"))
     for item, webhook_ids in zip(prepared, targets, strict=True):
         if not webhook_ids:
+            # Encoded anyway when deferred: a bad payload is refused whoever subscribed.
+            _payload_json(item, limit)
             continue
         event_type = item.event_type
         if event_type not in type_json:
             type_json[event_type] = encode_json(event_type)
-        head, tail = _body_around_uuid(type_json[event_type], item.payload_json)
+        head, tail = _body_around_uuid(type_json[event_type], _payload_json(item, limit))
         customize = item.event_class.customizes_payload()
         object_id = item.object_id
         content_type_id = item.content_type_id
@@ -498,6 +559,16 @@ def _build_rows(
                 # Equal to encode_json({"event": {...}, "payload": payload}).
                 body = head + event_uuid.hex + tail
             yield (webhook_id, event_uuid, body, object_id, content_type_id)
+
+
+def _payload_json(item: _Prepared, limit: int) -> str:
+    """The payload's JSON, encoded now if _prepare deferred it (_LatePayloadError if bad)."""
+    if item.payload_json is not None:
+        return item.payload_json
+    try:
+        return _encoded_payload(item.payload, limit)
+    except _PayloadProblem as problem:
+        raise _LatePayloadError(item.index, problem) from None
 
 
 def _body_around_uuid(type_json: str, payload_json: str) -> tuple[str, str]:
@@ -606,7 +677,8 @@ def _insert_matched_postgresql(item: _Prepared, database: str) -> list[WebhookEv
     connection = connections[database]
     fields, layout = _insert_layout(connection)
     sql = _matched_insert_sql(connection, fields, layout)
-    head, tail = _body_around_uuid(encode_json(item.event_type), item.payload_json)
+    payload_json = _payload_json(item, int(setting("ULAK_MAX_PAYLOAD_BYTES")))
+    head, tail = _body_around_uuid(encode_json(item.event_type), payload_json)
     by_position = {
         _ROW_FIELDS.index("object_id"): item.object_id,
         _ROW_FIELDS.index("content_type_id"): item.content_type_id,

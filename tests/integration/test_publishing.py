@@ -280,6 +280,53 @@ def test_a_database_error_halfway_through_a_large_batch_writes_nothing():
         allow_every_row()
 
 
+@pytest.mark.django_db(transaction=True)
+@override_settings(ULAK_MAX_PAYLOAD_BYTES=1000)
+def test_bad_payloads_in_a_large_batch_are_all_named_and_nothing_is_written():
+    # A large batch encodes its payloads while the rows stream: a bad one found halfway
+    # must still be reported with every other problem, and nothing kept.
+    make_webhook()
+    batch = [{"event_type": "package.created", "payload": {"n": n}} for n in range(400)]
+    batch[30]["payload"] = {"text": "ş" * 600}  # 1,200 bytes as UTF-8
+    batch[250]["payload"] = {"thing": object()}
+    batch[390]["event_type"] = "nope"
+    with transaction.atomic():
+        kept = Group.objects.create(name="kept")
+        with pytest.raises(publishing.PayloadTooLarge) as raised:
+            ulak.publish_many(batch)
+        Group.objects.create(name="also kept")
+    assert sorted(raised.value.errors) == [30, 250, 390]
+    assert "over the limit of 1000 bytes" in raised.value.errors[30]["payload"][0]
+    assert "Not JSON serialisable" in raised.value.errors[250]["payload"][0]
+    assert "Unknown event type 'nope'" in raised.value.errors[390]["event_type"][0]
+    assert WebhookEvent.objects.count() == 0
+    assert Group.objects.filter(pk=kept.pk).exists() and Group.objects.count() == 2
+
+    # Only the payload problem, found halfway: the same error an upfront check gives.
+    batch[30]["payload"], batch[390]["event_type"] = {"n": 30}, "package.created"
+    with pytest.raises(publishing.InvalidEvent) as raised:
+        ulak.publish_many(batch)
+    assert not isinstance(raised.value, publishing.PayloadTooLarge)
+    assert list(raised.value.errors) == [250]
+    assert WebhookEvent.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bad_payload_is_refused_in_a_large_batch_even_without_subscribers():
+    make_webhook()  # for package.created only
+    batch = [{"event_type": "package.created", "payload": {"n": n}} for n in range(150)]
+    batch[120] = {"event_type": "package.status.shipped", "payload": {"thing": object()}}
+    with pytest.raises(publishing.InvalidEvent) as raised:
+        ulak.publish_many(batch)
+    assert list(raised.value.errors) == [120]
+    nobody = [{"event_type": "package.status.shipped", "payload": {"n": n}} for n in range(150)]
+    nobody[99]["payload"] = {"thing": object()}
+    with pytest.raises(publishing.InvalidEvent) as raised:
+        ulak.publish_many(nobody)
+    assert list(raised.value.errors) == [99]
+    assert WebhookEvent.objects.count() == 0
+
+
 # --- transactions ----------------------------------------------------------------------
 
 
