@@ -308,17 +308,33 @@ def run_json_part(
 ) -> Any:
     """Run ``python -m MODULE --part PART ...`` in a child (its own Django settings and
     database); its last stdout line is the JSON answer."""
-    completed = subprocess.run(
+    return run_json_command(
         [sys.executable, "-m", module, "--part", part, *extra],
-        env=dict(env),
+        env=env,
         cwd=REPO_ROOT,
+        timeout=timeout,
+        what=f"part {part}",
+    )
+
+
+def run_json_command(
+    command: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: float, what: str
+) -> Any:
+    """Run ``command`` to the end; the JSON on the last line of its stdout.
+
+    RuntimeError with the end of its stderr (``what`` names it) when it fails.
+    """
+    completed = subprocess.run(
+        list(command),
+        env=dict(env),
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
     )
     if completed.returncode != 0:
-        raise RuntimeError(f"part {part} failed:\n{completed.stderr[-4000:]}")
+        raise RuntimeError(f"{what} failed:\n{completed.stderr[-4000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 

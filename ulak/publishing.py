@@ -598,10 +598,10 @@ def _insert_rows(
     """
     connection = connections[database]
     fields, layout = _insert_layout(connection)
-    if connection.vendor != "postgresql":
+    if connection.vendor == "postgresql":
+        ids_by_uuid = _insert_postgresql(connection, fields, layout, rows, notify=notify)
+    else:
         ids_by_uuid = _insert_values(connection, fields, layout, rows)
-        return _with_ids(_created_events(rows, layout, database), rows, ids_by_uuid)
-    ids_by_uuid = _insert_postgresql(connection, fields, layout, rows, notify=notify)
     return _with_ids(_created_events(rows, layout, database), rows, ids_by_uuid)
 
 
@@ -725,16 +725,16 @@ def _insert_matched_postgresql(item: _Prepared, database: str) -> list[WebhookEv
     fetched = statements.fetch_all(connection, sql, params, server_binding=True)
     # Ordered as publish_many promises: by webhook id.
     fetched.sort(key=lambda returned: returned[2])
-    rows = []
-    ids_by_uuid = {}
+    make_event = _event_maker(layout, database)
+    created = []
     for event_id, returned_uuid, webhook_id in fetched:
         event_uuid = (
             returned_uuid if isinstance(returned_uuid, uuid.UUID) else uuid.UUID(returned_uuid)
         )
-        ids_by_uuid[event_uuid.hex] = event_id
         body = head + event_uuid.hex + tail
-        rows.append((webhook_id, event_uuid, body, item.object_id, item.content_type_id))
-    return _with_ids(_created_events(rows, layout, database), rows, ids_by_uuid)
+        row = (webhook_id, event_uuid, body, item.object_id, item.content_type_id)
+        created.append(make_event(row, event_id))
+    return created
 
 
 def _matched_insert_sql(connection: Any, fields: list, layout: list) -> str:

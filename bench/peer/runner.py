@@ -16,7 +16,6 @@ PID on the way out, also after an error or SIGTERM.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import socket
@@ -220,18 +219,13 @@ class PeerBenchmark:
 
     def run_driver(self, arguments: list[str], timeout: float = 1200.0) -> dict[str, Any]:
         assert self.python is not None
-        completed = subprocess.run(
+        return common.run_json_command(
             [str(self.python), str(DRIVER), *arguments],
             env=self.peer_env(),
             cwd=PROJECT,
-            capture_output=True,
-            text=True,
             timeout=timeout,
-            check=False,
+            what=f"peer driver {arguments[0]}",
         )
-        if completed.returncode != 0:
-            raise RuntimeError(f"peer driver {arguments[0]} failed: {completed.stderr[-2000:]}")
-        return json.loads(completed.stdout.strip().splitlines()[-1])
 
     # ------------------------------------------------------------------------ workers
 
